@@ -3,7 +3,8 @@
 Writes ``data/prepared/``: ``images/part-*.parquet`` (PNG shards), ``manifest.parquet``,
 ``dataset.json`` (task, classes, modality) and the auxiliary lesion-annotated set for the
 detector in ``aux/`` (``images/``, ``manifest.parquet``, ``boxes.parquet``). The output
-folder appears only when everything succeeded.
+folder appears only when everything succeeded. Sources are described in
+``comcl.sources``.
 """
 from __future__ import annotations
 
@@ -12,16 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from comcl import manifest, paths
+from comcl import manifest, paths, sources
 from comcl.atomic import atomic_dir
 from comcl.boxes import boxes_frame
 from comcl.errors import DataError
 from comcl.imagestore import write_store
 from comcl.parallel import ordered_map
 from comcl.params import Params
-
-SOURCES = ("synthetic",)
-AUX_SOURCES = ("synthetic",)
 
 
 def _write_aux(results, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,30 +38,30 @@ def _write_aux(results, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run(params: Params, out: str | Path, workers: int | None = None,
         progress: bool = True) -> dict:
-    source = params.choice("data.source", SOURCES)
-    aux_source = params.choice("data.aux_source", AUX_SOURCES)
+    name = params.choice("data.source", sources.MAIN_SOURCES)
+    aux_name = params.choice("data.aux_source", sources.AUX_SOURCES)
+    main = sources.main_source(name, params)
+    aux = sources.aux_source(aux_name, params)
+    for note in main.notes + aux.notes:
+        print(f"prepare: {note}")
     out = Path(out)
     with atomic_dir(out) as tmp:
-        if source == "synthetic":
-            from comcl import synth_dataset as sd
-            cfg = sd.SynthConfig.from_params(params)
-            jobs, aux_jobs = sd.plan(cfg)
-            rows = write_store(ordered_map(sd.render, jobs, workers, "prepare: synthetic",
-                                           progress=progress), tmp / paths.IMAGES)
-            info = sd.dataset_info(cfg)
+        rows = write_store(ordered_map(main.render, main.jobs, workers, f"prepare: {name}",
+                                       progress=progress), tmp / paths.IMAGES)
         df = pd.DataFrame(rows)
         for split in ("train", "test"):
-            if not (df["split"] == split).any():
-                raise DataError(f"{source}: the {split} split is empty")
-        manifest.write(manifest.validate(df, f"{source} manifest"), tmp / paths.MANIFEST)
-        if aux_source == "synthetic":
-            aux_rows, aux_boxes = _write_aux(
-                ordered_map(sd.render_aux, aux_jobs, workers, "prepare: auxiliary set",
-                            progress=progress), tmp / paths.AUX)
-        (tmp / paths.AUX).mkdir(exist_ok=True)
+            if df.empty or not (df["split"] == split).any():
+                raise DataError(f"data.source={name}: the {split} split is empty")
+        manifest.write(manifest.validate(df, f"{name} manifest", splits=("train", "test")),
+                       tmp / paths.MANIFEST)
+        aux_rows, aux_boxes = _write_aux(
+            ordered_map(aux.render, aux.jobs, workers, f"prepare: {aux_name} (auxiliary)",
+                        progress=progress), tmp / paths.AUX)
+        if aux_rows.empty:
+            raise DataError(f"data.aux_source={aux_name}: no auxiliary images")
         manifest.write(aux_rows, tmp / paths.AUX / paths.MANIFEST)
         manifest.write(aux_boxes, tmp / paths.AUX / paths.AUX_BOXES)
-        info["aux_source"] = aux_source
-        info["counts"] = {s: int((df["split"] == s).sum()) for s in ("train", "test")}
+        info = dict(main.info, aux_source=aux_name, aux_classes=list(aux.classes),
+                    counts={s: int((df["split"] == s).sum()) for s in ("train", "test")})
         (tmp / paths.DATASET_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info

@@ -16,6 +16,7 @@ import numpy as np
 
 from comcl import degradation
 from comcl.codec import encode_png
+from comcl.lesions import LESION_CLASSES
 from comcl.params import Params
 from comcl.seeding import rng_for
 from comcl.synth_fundus import render_fundus
@@ -99,11 +100,22 @@ def render(job: Job) -> dict:
     }
 
 
-def dataset_info(cfg: SynthConfig) -> dict:
-    return {"source": "synthetic", "modality": "fundus", "task": "grading",
+def main_source(params: Params):
+    from comcl.sources import Source
+
+    cfg = SynthConfig.from_params(params)
+    jobs, _ = plan(cfg)
+    info = {"source": "synthetic", "modality": "fundus", "task": "grading",
             "num_classes": 5, "classes": ["0", "1", "2", "3", "4"], "channels": 3,
-            "image_size": cfg.image_size, "lesion_classes": ["MA", "HE", "EX", "SE"],
-            "lesion_masks": True}
+            "image_size": cfg.image_size, "lesion_masks": True}
+    return Source(jobs, render, info)
+
+
+def aux_source(params: Params):
+    from comcl.sources import AuxSource
+
+    _, aux = plan(SynthConfig.from_params(params))
+    return AuxSource(aux, render_aux, list(LESION_CLASSES))
 
 
 def render_aux(job: Job) -> dict:

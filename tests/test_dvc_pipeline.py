@@ -1,0 +1,45 @@
+"""DVC behaviour in a throwaway clone: repro, no-op repro, and what an ablation re-runs."""
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import clone_repo, run_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([\w@-]+)'", output)
+
+
+@pytest.fixture(scope="module")
+def pipeline_clone(tmp_path_factory):
+    repo = clone_repo(tmp_path_factory.mktemp("clone") / "repo")
+    first = run_cmd(["dvc", "repro"], cwd=repo)
+    return repo, first.stdout
+
+
+def test_repro_runs_the_data_stages_in_order(pipeline_clone):
+    repo, out = pipeline_clone
+    stages = ran_stages(out)
+    assert stages[:3] == ["prepare", "degrade", "split"]
+    assert (repo / "data" / "splits" / "HL.parquet").exists()
+
+
+def test_second_repro_does_nothing(pipeline_clone):
+    repo, _ = pipeline_clone
+    out = run_cmd(["dvc", "repro"], cwd=repo).stdout
+    assert ran_stages(out) == []
+    status = run_cmd(["dvc", "status"], cwd=repo).stdout
+    assert "up to date" in status
+
+
+def test_target_ratio_experiment_reruns_only_degrade_and_after(pipeline_clone):
+    repo, _ = pipeline_clone
+    out = run_cmd(["dvc", "exp", "run", "-S", "degrade.target_ratio=0.7"], cwd=repo).stdout
+    stages = ran_stages(out)
+    assert stages[:2] == ["degrade", "split"] and "prepare" not in stages
+    df = pd.read_parquet(repo / "data" / "degraded" / "manifest.parquet")
+    for _, part in df.groupby("split"):
+        assert abs((part["quality"] == "low").sum() - 0.7 * len(part)) <= 1
