@@ -20,6 +20,10 @@ VENV_BIN = Path(sys.executable).parent
 TINY = {
     "synthetic": {"image_size": 128, "n_train": 40, "n_test": 20, "n_aux": 8},
     "split": {"val_fraction": 0.2},
+    "detector": {"image_size": 128, "crop": 96, "steps": 2, "batch_size": 2,
+                 "anchor_sizes": [8, 16, 32], "holdout_fraction": 0.25},
+    "detect": {"conf": 0.0, "max_per_image": 4},  # an untrained detector: keep its boxes
+    "patches": {"size": 32, "healthy_per_image": 2, "fov_min": 0.9},
 }
 
 
@@ -60,6 +64,26 @@ def tiny_data(tmp_path_factory):
                 workers=1, progress=False)
     split.run(params, root / "degraded" / "manifest.parquet", root / "splits",
               root / "data.json")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_patches(tiny_data):
+    """train_detector -> detect -> crop_healthy -> build_patches on the tiny data."""
+    from comcl import crop_healthy, detect, patch_store, train_detector
+    from comcl.params import Params
+
+    root = tiny_data
+    params = Params.load(root / "params.yaml")
+    train_detector.run(params, root / "prepared", root / "detector.pt", root / "detector.json",
+                       root / "detector.png", root / "dvclive_detector", progress=False)
+    detect.run(params, root / "splits", root / "degraded", root / "detector.pt",
+               root / "lesion_boxes.parquet", root / "detect.json", root / "detect.png",
+               progress=False)
+    crop_healthy.run(params, root / "splits", root / "degraded", root / "healthy_boxes.parquet",
+                     progress=False)
+    patch_store.build(root / "lesion_boxes.parquet", root / "healthy_boxes.parquet",
+                      root / "degraded", root / "store", root / "windows.png", progress=False)
     return root
 
 

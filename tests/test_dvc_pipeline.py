@@ -20,11 +20,15 @@ def pipeline_clone(tmp_path_factory):
     return repo, first.stdout
 
 
-def test_repro_runs_the_data_stages_in_order(pipeline_clone):
+def test_repro_runs_every_stage_in_dependency_order(pipeline_clone):
     repo, out = pipeline_clone
     stages = ran_stages(out)
-    assert stages[:3] == ["prepare", "degrade", "split"]
+    order = ["prepare", "degrade", "split", "detect", "build_patches"]
+    assert [s for s in stages if s in order] == order
+    assert stages.index("train_detector") < stages.index("detect")
+    assert stages.index("crop_healthy") < stages.index("build_patches")
     assert (repo / "data" / "splits" / "HL.parquet").exists()
+    assert (repo / "data" / "patches" / "store" / "patches.npy").exists()
 
 
 def test_second_repro_does_nothing(pipeline_clone):
@@ -35,11 +39,20 @@ def test_second_repro_does_nothing(pipeline_clone):
     assert "up to date" in status
 
 
+def test_detect_conf_experiment_does_not_retrain_the_detector(pipeline_clone):
+    repo, _ = pipeline_clone
+    out = run_cmd(["dvc", "exp", "run", "-S", "detect.conf=0.8"], cwd=repo).stdout
+    stages = ran_stages(out)
+    assert stages[0] == "detect" and "build_patches" in stages
+    assert not {"prepare", "degrade", "split", "train_detector", "crop_healthy"} & set(stages)
+
+
 def test_target_ratio_experiment_reruns_only_degrade_and_after(pipeline_clone):
     repo, _ = pipeline_clone
     out = run_cmd(["dvc", "exp", "run", "-S", "degrade.target_ratio=0.7"], cwd=repo).stdout
     stages = ran_stages(out)
-    assert stages[:2] == ["degrade", "split"] and "prepare" not in stages
+    assert stages[:2] == ["degrade", "split"]
+    assert "prepare" not in stages and "train_detector" not in stages
     df = pd.read_parquet(repo / "data" / "degraded" / "manifest.parquet")
     for _, part in df.groupby("split"):
         assert abs((part["quality"] == "low").sum() - 0.7 * len(part)) <= 1

@@ -1,0 +1,27 @@
+"""DVC stage `build_patches`: all lesion and healthy windows into one uint8 array."""
+import click
+
+from comcl import paths
+from comcl.patch_store import build
+
+
+@click.command(help="""Cut every lesion window (detect) and healthy window (crop_healthy) once
+into data/patches/store/patches.npy (N x size x size x C, uint8) with index.parquet
+(pool HL/LL/HH/LH, image, window, class, quality), so that pretraining reads patches at
+memory speed; draws a grid of windows per class and quality. Reads no params.""")
+@click.option("--lesion-boxes", default=f"{paths.PATCHES}/lesion_boxes.parquet", show_default=True,
+              type=click.Path(dir_okay=False, exists=True))
+@click.option("--healthy-boxes", default=f"{paths.PATCHES}/healthy_boxes.parquet",
+              show_default=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--degraded", default=paths.DEGRADED, show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@click.option("--out", default=f"{paths.PATCHES}/store", show_default=True)
+@click.option("--figure", default=f"{paths.PLOTS}/patches/windows.png", show_default=True,
+              help="Grid of windows ('' to skip).")
+def main(lesion_boxes, healthy_boxes, degraded, out, figure):
+    res = build(lesion_boxes, healthy_boxes, degraded, out, figure or None)
+    click.echo(f"build_patches: {res['patches']} patches {res['per_pool']} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

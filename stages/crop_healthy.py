@@ -1,0 +1,26 @@
+"""DVC stage `crop_healthy`: random windows from the HH and LH training images."""
+import click
+
+from comcl import paths
+from comcl.crop_healthy import run
+from comcl.params import Params
+
+
+@click.command(help="""Cut `patches.healthy_per_image` random `patches.size` windows from each
+HH and LH training image, each with at least `patches.fov_min` of its pixels inside the
+field of view. Writes data/patches/healthy_boxes.parquet.
+Reads params: patches.""")
+@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
+              type=click.Path(dir_okay=False), help="Parameter file.")
+@click.option("--splits", default=paths.SPLITS, show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
+@click.option("--degraded", default=paths.DEGRADED, show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@click.option("--out", default=f"{paths.PATCHES}/healthy_boxes.parquet", show_default=True)
+def main(params_path, splits, degraded, out):
+    res = run(Params.load(params_path), splits, degraded, out)
+    click.echo(f"crop_healthy: {res['windows']} windows from {res['images']} images -> {out}")
+
+
+if __name__ == "__main__":
+    main()

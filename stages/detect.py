@@ -1,0 +1,34 @@
+"""DVC stage `detect`: lesion windows on the HL and LL training images."""
+import click
+
+from comcl import paths
+from comcl.detect import run
+from comcl.params import Params
+
+
+@click.command(help="""Run the lesion detector on the HL and LL training images (batched,
+inference mode, all cores), keep boxes with score > `detect.conf`, side at most
+`patches.size` and at least `detect.border` px from the edges, and expand each to a
+`patches.size` square window containing it. Writes data/patches/lesion_boxes.parquet,
+metrics/detect.json (and, on data with lesion masks, window precision and lesion recall)
+and a figure. Reads params: detect, patches.size.""")
+@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
+              type=click.Path(dir_okay=False), help="Parameter file.")
+@click.option("--splits", default=paths.SPLITS, show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
+@click.option("--degraded", default=paths.DEGRADED, show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@click.option("--model", default=f"{paths.MODELS}/detector.pt", show_default=True)
+@click.option("--out", default=f"{paths.PATCHES}/lesion_boxes.parquet", show_default=True)
+@click.option("--metrics", default=f"{paths.METRICS}/detect.json", show_default=True)
+@click.option("--figure", default=f"{paths.PLOTS}/detect/windows.png", show_default=True,
+              help="Boxes and windows on a few images ('' to skip).")
+def main(params_path, splits, degraded, model, out, metrics, figure):
+    res = run(Params.load(params_path), splits, degraded, model, out, metrics, figure or None)
+    extra = (f", window precision {res['window_precision']}, lesion recall {res['lesion_recall']}"
+             if "window_precision" in res else "")
+    click.echo(f"detect: {res['windows']} windows on {res['images']} images{extra} -> {out}")
+
+
+if __name__ == "__main__":
+    main()
