@@ -29,6 +29,9 @@ def model_for(modality: str):
     """The degradation module for an image modality (fundus photographs or X-rays)."""
     if modality == "fundus":
         return degradation
+    if modality == "xray":
+        from comcl import degradation_xray
+        return degradation_xray
     raise ValueError(f"no degradation model for modality {modality!r}")
 
 

@@ -11,6 +11,12 @@ An auxiliary source (``data.aux_source``, the detector's annotated set) gives th
 where each rendered result also holds ``boxes``: a list of dicts with ``lesion_class``,
 ``x0``, ``y0``, ``x1``, ``y1`` (exclusive) and ``area``, in stored-image pixels; and
 ``classes``, the detector's class names in order.
+
+Sources: ``synthetic`` (``comcl.synth_dataset``; ``synthetic.profile: chest`` goes to
+``comcl.synth_chest``), ``eyeq`` (``comcl.source_eyeq``), ``chestxray14``
+(``comcl.source_chestxray14``); auxiliary: ``synthetic``, ``idrid``
+(``comcl.source_idrid``), ``chestxray14_boxes`` (``comcl.source_chestxray14``). The real
+ones share ``comcl.source_files`` (paths, image indexes, ``data.on_missing``).
 """
 from __future__ import annotations
 
@@ -37,9 +43,19 @@ class AuxSource:
 
 
 def main_source(name: str, params: Params) -> Source:
+    if name != "chestxray14" and params.raw("data.quality_csv", None) is not None:
+        from comcl.errors import ParamError
+        raise ParamError("data.quality_csv", f"applies to data.source: chestxray14 only "
+                                             f"(data.source is {name}); set it to null")
     if name == "synthetic":
         from comcl import synth_dataset
         return synth_dataset.main_source(params)
+    if name == "eyeq":
+        from comcl import source_eyeq
+        return source_eyeq.main_source(params)
+    if name == "chestxray14":
+        from comcl import source_chestxray14
+        return source_chestxray14.main_source(params)
     raise AssertionError(name)
 
 
@@ -47,8 +63,14 @@ def aux_source(name: str, params: Params) -> AuxSource:
     if name == "synthetic":
         from comcl import synth_dataset
         return synth_dataset.aux_source(params)
+    if name == "idrid":
+        from comcl import source_idrid
+        return source_idrid.aux_source(params)
+    if name == "chestxray14_boxes":
+        from comcl import source_chestxray14
+        return source_chestxray14.aux_source(params)
     raise AssertionError(name)
 
 
-MAIN_SOURCES = ("synthetic",)
-AUX_SOURCES = ("synthetic",)
+MAIN_SOURCES = ("synthetic", "eyeq", "chestxray14")
+AUX_SOURCES = ("synthetic", "idrid", "chestxray14_boxes")

@@ -104,6 +104,9 @@ def main_source(params: Params):
     from comcl.sources import Source
 
     cfg = SynthConfig.from_params(params)
+    if cfg.profile == "chest":  # greyscale multi-label stand-in: comcl.synth_chest
+        from comcl import synth_chest
+        return synth_chest.main_source(params, cfg)
     jobs, _ = plan(cfg)
     info = {"source": "synthetic", "modality": "fundus", "task": "grading",
             "num_classes": 5, "classes": ["0", "1", "2", "3", "4"], "channels": 3,
@@ -114,7 +117,11 @@ def main_source(params: Params):
 def aux_source(params: Params):
     from comcl.sources import AuxSource
 
-    _, aux = plan(SynthConfig.from_params(params))
+    cfg = SynthConfig.from_params(params)
+    if cfg.profile == "chest":
+        from comcl import synth_chest
+        return synth_chest.aux_source(params, cfg)
+    _, aux = plan(cfg)
     return AuxSource(aux, render_aux, list(LESION_CLASSES))
 
 

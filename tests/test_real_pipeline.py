@@ -1,0 +1,82 @@
+"""`dvc repro split` on the real-data fixtures, in a throwaway clone (needs the adapters
+committed: the clone sees committed files only)."""
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES, clone_repo, run_cmd
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (FIXTURES / "eyeq").is_dir() or not (FIXTURES / "chestxray14").is_dir()
+                       or not (FIXTURES / "idrid").is_dir(),
+                       reason=f"real-data fixtures not found at {FIXTURES} (they live beside "
+                              "the repository, not in it)"),
+]
+
+
+def repro(tmp_path, overrides):
+    repo = clone_repo(tmp_path / "repo", overrides)
+    out = run_cmd(["dvc", "repro", "split"], cwd=repo)
+    return repo, out.stdout + out.stderr
+
+
+def test_eyeq_and_idrid_fixtures(tmp_path):
+    repo, out = repro(tmp_path, {
+        "data": {"source": "eyeq", "aux_source": "idrid", "image_size": 256,
+                 "on_missing": "skip",
+                 "eyeq": {"root": str(FIXTURES / "eyeq"), "test_csv": None},
+                 "idrid": {"root": str(FIXTURES / "idrid")}},
+        "degrade": {"target_ratio": 0.7}})
+    assert "skipped: 12533 images listed" in out
+    prepared = pd.read_parquet(repo / "data" / "prepared" / "manifest.parquet")
+    labels = pd.read_csv(FIXTURES / "eyeq" / "Label_EyeQ_train.csv").set_index("image")
+    names = sorted(p.stem for p in (FIXTURES / "eyeq" / "images").glob("*.jpeg"))
+    assert sorted(prepared["image_id"]) == names
+    truth = labels.loc[prepared["image_id"] + ".jpeg"]
+    assert prepared["label"].tolist() == truth["DR_grade"].tolist()
+    assert prepared["quality_code"].tolist() == truth["quality"].tolist()
+    info = json.loads((repo / "data" / "prepared" / "dataset.json").read_text())
+    assert info["source"] == "eyeq" and info["aux_source"] == "idrid"
+    boxes = pd.read_parquet(repo / "data" / "prepared" / "aux" / "boxes.parquet")
+    assert boxes["image_id"].nunique() == 10
+    assert set(boxes["lesion_class"]) == {"MA", "HE", "EX", "SE"}
+    deg = pd.read_parquet(repo / "data" / "degraded" / "manifest.parquet")
+    assert deg["degraded"].sum() >= 2
+    for _, part in deg.groupby("split"):
+        assert abs((part["quality"] == "low").sum() - 0.7 * len(part)) <= 1
+    preview = cv2.imread(str(repo / "plots" / "degrade" / "preview.png"))
+    assert preview is not None and preview.shape[1] > preview.shape[0]
+    summary = json.loads((repo / "metrics" / "data.json").read_text())
+    assert summary["train"]["images"] + summary["val"]["images"] + summary["test"]["images"] == 10
+    assert (repo / "data" / "splits" / "HL.parquet").exists()
+
+
+def test_chestxray14_fixtures(tmp_path):
+    repo, out = repro(tmp_path, {
+        "data": {"source": "chestxray14", "aux_source": "synthetic", "image_size": 256,
+                 "on_missing": "skip", "chestxray14": {"root": str(FIXTURES / "chestxray14")}},
+        "synthetic": {"profile": "chest", "image_size": 256, "n_aux": 4},
+        "degrade": {"types": ["noise", "blur", "contrast"], "target_ratio": 0.5},
+        "split": {"val_fraction": 0.3}})
+    assert "skipped: 112110 images listed" in out
+    prepared = pd.read_parquet(repo / "data" / "prepared" / "manifest.parquet")
+    assert len(prepared) == 10 and "labels" in prepared and "label" not in prepared
+    assert prepared.groupby("split").size().to_dict() == {"test": 4, "train": 6}
+    info = json.loads((repo / "data" / "prepared" / "dataset.json").read_text())
+    assert info["modality"] == "xray" and info["channels"] == 1 and info["num_classes"] == 8
+    deg = pd.read_parquet(repo / "data" / "degraded" / "manifest.parquet")
+    types = set()
+    for p in deg.loc[deg["degraded"], "degradation"].map(json.loads):
+        types |= set(p["types"])
+    assert deg["degraded"].sum() == 5 and types <= {"noise", "blur", "contrast"}
+    parts = {n: pd.read_parquet(repo / "data" / "splits" / f"{n}.parquet")
+             for n in ("HL", "LL", "HH", "LH", "val", "test")}
+    train_groups = set().union(*(set(parts[n]["group"]) for n in ("HL", "LL", "HH", "LH")))
+    assert not train_groups & set(parts["val"]["group"])
+    assert not train_groups & set(parts["test"]["group"])
+    preview = cv2.imread(str(repo / "plots" / "degrade" / "preview.png"), cv2.IMREAD_UNCHANGED)
+    assert preview is not None and np.ptp(preview) > 100
