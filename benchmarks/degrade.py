@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import time
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from comcl import degradation as D
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from comcl import degradation as D  # noqa: E402
 from comcl.codec import decode_image, encode_png
 from comcl.synth_fundus import render_fundus
 

@@ -38,10 +38,14 @@ def fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
     return m["m10"] / m["m00"], m["m01"] / m["m00"], math.sqrt(m["m00"] / math.pi)
 
 
-def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
-           types: list[str] | None = None, allowed: tuple[str, ...] | list[str] = TYPES) -> dict:
+def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | None,
+           types: list[str] | None = None, allowed: tuple[str, ...] | list[str] = TYPES,
+           geometry: tuple[float, float, float] | None = None) -> dict:
     """Draw degradation parameters; ``types`` fixes the combination, else a random
-    non-empty subset of ``allowed`` (each of the 2^k - 1 combinations equally likely)."""
+    non-empty subset of ``allowed`` (each of the 2^k - 1 combinations equally likely).
+
+    ``geometry`` (centre x, centre y, radius of the FOV) replaces the FOV mask, for
+    degrading a patch as part of a virtual image of ``height`` x ``width``."""
     allowed = [t for t in TYPES if t in allowed]
     if types is None:
         while True:
@@ -51,7 +55,7 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
     else:
         chosen = [t for t in TYPES if t in types]
     scale = min(height, width) / REFERENCE_SIZE
-    cx, cy, radius = fov_geometry(fov)
+    cx, cy, radius = geometry if geometry is not None else fov_geometry(fov)
     params: dict = {"types": chosen}
     if "illumination" in chosen:
         params["illumination"] = {
@@ -111,13 +115,15 @@ def _colour_matrix(brightness: float, contrast: float, saturation: float,
     return np.hstack([lin, offset[:, None]]).astype(np.float32)
 
 
-def _illumination(img: np.ndarray, fov: np.ndarray, p: dict) -> np.ndarray:
+def _illumination(img: np.ndarray, fov: np.ndarray, p: dict,
+                  offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     mean_grey = float(np.dot(cv2.mean(img, mask=fov.astype(np.uint8))[:3], GREY))
     img = cv2.transform(img, _colour_matrix(p["brightness"], p["contrast"], p["saturation"],
                                             mean_grey))
     # Smooth fields on a coarse grid: halo ring (brightening) and hole (darkening).
     h, w = fov.shape
     xx, yy = _coarse_grid(h, w, FIELD_STEP)
+    xx, yy = xx + offset[0], yy + offset[1]
     hx, hy = p["halo_center"]
     dist = np.sqrt((xx - hx) ** 2 + (yy - hy) ** 2)
     halo = p["halo_strength"] * np.exp(-(((dist - p["halo_radius"]) / p["halo_width"]) ** 2))
@@ -141,10 +147,11 @@ def _upsample_exact(field: np.ndarray, height: int, width: int) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def _spots(img: np.ndarray, spots: list[dict]) -> np.ndarray:
+def _spots(img: np.ndarray, spots: list[dict], offset=(0.0, 0.0)) -> np.ndarray:
     h, w = img.shape[:2]
     color = np.array([1.0, 0.97, 0.88], np.float32)
     for sp in spots:
+        sp = dict(sp, x=sp["x"] - offset[0], y=sp["y"] - offset[1])
         r, soft = sp["radius"], sp["softness"] * sp["radius"]
         reach = r + 3 * soft + 1
         x0, x1 = max(int(sp["x"] - reach), 0), min(int(sp["x"] + reach) + 1, w)
@@ -190,16 +197,20 @@ def _blur(img: np.ndarray, fov: np.ndarray, sigma: float) -> np.ndarray:
     return num / np.maximum(den, 1e-3)[..., None]
 
 
-def apply(image: np.ndarray, fov: np.ndarray, params: dict) -> np.ndarray:
-    """Degrade an RGB uint8 image inside its FOV with the given parameters (pure)."""
+def apply(image: np.ndarray, fov: np.ndarray, params: dict,
+          offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Degrade an RGB uint8 image inside its FOV with the given parameters (pure).
+
+    ``offset``: position of ``image``'s top-left pixel in the image the parameters were
+    drawn for (a patch cut from a larger, virtual image)."""
     grey_input = image.ndim == 2
     img = image.astype(np.float32) * (1.0 / 255.0)
     if grey_input:
         img = np.repeat(img[..., None], 3, axis=2)
     if "illumination" in params["types"]:
-        img = _illumination(img, fov, params["illumination"])
+        img = _illumination(img, fov, params["illumination"], offset)
     if "spots" in params["types"]:
-        img = _spots(img, params["spots"])
+        img = _spots(img, params["spots"], offset)
     if "blur" in params["types"]:
         img = _blur(img, fov, params["blur"]["sigma"])
     out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -54,7 +54,9 @@ def run(params: Params, prepared: str | Path, out: str | Path, preview: str | Pa
     target = params.number("degrade.target_ratio", 0.0, 1.0, allow_none=True)
     seed = params.integer("degrade.seed")
     info = manifest.read_info(prepared)
-    types = params.subset_list("degrade.types", model_for(info["modality"]).TYPES)
+    model = model_for(info["modality"])
+    types = list(model.TYPES) if params.raw("degrade.types", None) is None \
+        else params.subset_list("degrade.types", model.TYPES)
     prepared = Path(prepared)
     df = manifest.read(prepared / paths.MANIFEST, splits=("train", "test"))
     for split in ("train", "test"):

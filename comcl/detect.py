@@ -56,7 +56,8 @@ def keep_boxes(pred: dict, conf: float, size: int, border: int, width: int, heig
     return [(boxes[i], float(scores[i]), int(labels[i])) for i in idx]
 
 
-def lesion_coverage(windows: pd.DataFrame, masks: dict[str, np.ndarray]) -> dict:
+def lesion_coverage(windows: pd.DataFrame, masks: dict[str, np.ndarray],
+                    mask_classes=None) -> dict:
     """Window precision (windows holding a lesion pixel) and lesion recall (lesion
     components whose box lies inside some window), from ground-truth masks."""
     hits = []
@@ -67,7 +68,7 @@ def lesion_coverage(windows: pd.DataFrame, masks: dict[str, np.ndarray]) -> dict
     per_class: dict[str, list[int]] = {}
     for iid, m in masks.items():
         wins = windows[windows["image_id"] == iid][["x0", "y0", "x1", "y1"]].to_numpy()
-        for b in mask_boxes(m):
+        for b in mask_boxes(m, *([mask_classes] if mask_classes else [])):
             inside = bool(len(wins)) and bool(((wins[:, 0] <= b["x0"]) & (wins[:, 1] <= b["y0"])
                                                & (wins[:, 2] >= b["x1"]) & (wins[:, 3] >= b["y1"])).any())
             comps += 1
@@ -140,7 +141,8 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
                "windows_per_class": {c: int((boxes["lesion_class"] == c).sum()) for c in cfg.classes},
                "conf": conf}
     if masks:
-        summary.update(lesion_coverage(boxes, masks))
+        info = manifest.read_info(Path(degraded))
+        summary.update(lesion_coverage(boxes, masks, info.get("mask_classes")))
     if without:
         print(f"detect: {len(without)} of {len(images)} lesion images have no kept box "
               f"(first: {', '.join(without[:5])})")

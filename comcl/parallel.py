@@ -6,6 +6,7 @@ depend on the number of workers.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -50,7 +51,11 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 
                 bar.update()
             return
         window = window or 4 * workers
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        # forkserver, not fork: a fork of a process that already ran multithreaded OpenCV
+        # can deadlock in the child (seen in cv2.setNumThreads).
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                                 mp_context=ctx) as pool:
             pending: deque = deque()
             it = iter(items)
             try:

@@ -1,7 +1,9 @@
 """The ``train_detector`` stage: Faster R-CNN on the auxiliary set's lesion boxes.
 
 The auxiliary images (``data/prepared/aux``) are resized to ``detector.image_size``;
-``detector.holdout_fraction`` of them (seeded) are held out. Training draws random
+the source's own test set (IDRiD's), or else ``detector.holdout_fraction`` of them
+(seeded), is held out; images that are test images of the main dataset are left out
+(``detector.exclude_test_images``). Training draws random
 ``detector.crop`` x ``detector.crop`` crops, most of them around a random lesion box,
 with flips; AdamW with linear warmup and cosine decay for ``detector.steps`` steps.
 The held-out images give AP@0.5 per class and their mean (torchmetrics'
@@ -59,11 +61,36 @@ def load_aux(prepared: Path, size: int):
                 np.array([size / w, size / h, size / w, size / h], np.float32)
             labels = np.array([classes.index(c) + 1 for c in b["lesion_class"]], np.int64)
         targets[iid] = (xyxy, labels)
-    return images, targets, classes
+    return images, targets, classes, rows
 
 
-def holdout_split(ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def usable_aux_ids(rows: pd.DataFrame, prepared: Path, exclude_test: bool) -> list[str]:
+    """Auxiliary images the detector may see: not test images of the main dataset."""
+    ids = sorted(rows["image_id"])
+    if not exclude_test:
+        return ids
+    main = pd.read_parquet(prepared / paths.MANIFEST, columns=["image_id", "split"])
+    test = set(main.loc[main["split"] == "test", "image_id"])
+    kept = [i for i in ids if i not in test]
+    if not kept:
+        raise DataError(f"{prepared / paths.AUX}: all {len(ids)} auxiliary images are test images "
+                        "of the main dataset (as ChestX-ray14's boxes are); training the detector "
+                        "on them would leak test images into pretraining. Set "
+                        "detector.exclude_test_images: false to accept that knowingly.")
+    if len(kept) < len(ids):
+        print(f"train_detector: left out {len(ids) - len(kept)} auxiliary images that are test "
+              "images of the main dataset")
+    return kept
+
+
+def holdout_split(ids: list[str], fraction: float, seed: int,
+                  given: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """The source's own test set when it has one (IDRiD), else a seeded fraction."""
     ids = sorted(ids)
+    if given:
+        hold = sorted(set(given) & set(ids))
+        if hold and len(hold) < len(ids):
+            return [i for i in ids if i not in set(hold)], hold
     n_hold = max(1, int(round(fraction * len(ids)))) if fraction > 0 else 0
     if n_hold >= len(ids):
         raise DataError(f"auxiliary set has {len(ids)} images: too few to hold "
@@ -183,9 +210,12 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     fraction = params.number("detector.holdout_fraction", 0.0, 1.0, hi_open=True)
     seed = params.integer("detector.seed")
     weights = params.string("detector.weights", allow_none=True)
-    images, targets, classes = load_aux(prepared, size)
+    exclude_test = params.boolean("detector.exclude_test_images")
+    images, targets, classes, rows = load_aux(prepared, size)
     cfg.classes = classes
-    train_ids, hold_ids = holdout_split(list(images), fraction, seed)
+    ids = usable_aux_ids(rows, prepared, exclude_test)
+    given = rows.loc[rows["split"] == "test", "image_id"].tolist() if "split" in rows else []
+    train_ids, hold_ids = holdout_split(ids, fraction, seed, given)
     torch.manual_seed(seed)
     model = det.build(cfg)
     if weights:

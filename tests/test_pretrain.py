@@ -1,0 +1,179 @@
+"""Pretraining: sampler, views, augmentation, variants, resume, and DDP equivalence."""
+import json
+import os
+import socket
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from comcl import augment, patch_store
+from comcl.encoder import load_encoder
+from comcl.params import Params
+from comcl.pretrain import run
+from comcl.pretrain_data import POOL_IDS, PoolSampler, degrade_patch, global_meta, make_batch
+from conftest import REPO, run_cmd, write_params
+
+FAST = {"pretrain": {"backbone": "resnet18", "input_size": 32, "per_pool": 2, "epochs": 2,
+                     "steps_per_epoch": 2, "probe_every": 1, "log_every": 1,
+                     "moco": {"queue": 16, "momentum": 0.9}}}
+
+
+def pretrain_in(tmp_path, store, *overrides, stop_after=None, ckpt="ckpt"):
+    params = Params.load(write_params(tmp_path / "params.yaml", FAST, *overrides))
+    return run(params, store / "store", store / "degraded" / "dataset.json",
+               tmp_path / "encoder.pt", tmp_path / "pretrain.json", tmp_path / ckpt,
+               tmp_path / "live", stop_after=stop_after, progress=False, device_kind="cpu")
+
+
+def test_sampler_draws_per_pool_from_every_pool_deterministically(tiny_patches):
+    _, index = patch_store.load(tiny_patches / "store")
+    sampler = PoolSampler(index, 2, seed=0)
+    idx, pools = sampler.global_batch(5)
+    for name, pid in POOL_IDS.items():
+        if len(sampler.pools[name]):
+            assert (pools == pid).sum() == 2
+            assert (index["pool"].to_numpy()[idx[pools == pid]] == name).all()
+    again, _ = PoolSampler(index, 2, seed=0).global_batch(5)
+    assert np.array_equal(idx, again)
+    # a full pass visits every patch of the largest pool once
+    big = max(sampler.pools, key=lambda k: len(sampler.pools[k]))
+    seen = np.concatenate([sampler._take(big, s) for s in range(sampler.steps_per_pass())])
+    assert set(seen[: len(sampler.pools[big])]) == set(sampler.pools[big])
+    # ranks split the global batch exactly
+    parts = [sampler.local_positions(pools, r, 2) for r in range(2)]
+    assert sorted(np.concatenate(parts)) == list(range(len(idx)))
+
+
+def test_second_view_is_degraded_only_when_flagged(tiny_patches):
+    arr, index = patch_store.load(tiny_patches / "store")
+    sampler = PoolSampler(index, 2, seed=0)
+    b = make_batch(arr, sampler, 0, 0, 1, 1.0, 0, "fundus", 128)
+    n = len(b.positions)
+    assert b.views.shape == (2 * n, 3, 32, 32) and b.views.dtype == torch.uint8
+    assert all(not torch.equal(b.views[i], b.views[n + i]) for i in range(n))
+    b0 = make_batch(arr, sampler, 0, 0, 1, 0.0, 0, "fundus", 128)
+    assert torch.equal(b0.views[:n], b0.views[n:])
+    pool, inst = global_meta(sampler, 0, 1)
+    assert torch.equal(pool, b0.pool) and torch.equal(inst, b0.instance)
+
+
+def test_degrade_patch_is_seeded_and_keeps_the_shape():
+    patch = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    a = degrade_patch(patch, np.random.default_rng(1), "fundus", 512)
+    b = degrade_patch(patch, np.random.default_rng(1), "fundus", 512)
+    assert a.shape == patch.shape and np.array_equal(a, b) and not np.array_equal(a, patch)
+
+
+def test_augmentation_is_per_sample_and_split_invariant():
+    cfg = augment.AugmentConfig(24)
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    p = augment.sample_params(6, cfg, torch.Generator().manual_seed(0))
+    full = augment.augment(x, p, cfg)
+    half = augment.augment(x[3:], augment.select(p, slice(3, 6)), cfg)
+    assert full.shape == (6, 3, 24, 24)
+    torch.testing.assert_close(full[3:], half)
+    ident = {"w": torch.ones(1, dtype=torch.float64), "h": torch.ones(1, dtype=torch.float64),
+             "cx": torch.zeros(1, dtype=torch.float64), "cy": torch.zeros(1, dtype=torch.float64),
+             "angle": torch.zeros(1, dtype=torch.float64), "hflip": torch.tensor([False]),
+             "vflip": torch.tensor([False]), "brightness": torch.ones(1, dtype=torch.float64),
+             "contrast": torch.ones(1, dtype=torch.float64),
+             "saturation": torch.ones(1, dtype=torch.float64), "grey": torch.tensor([False])}
+    same = augment.augment(x[:1], ident, augment.AugmentConfig(32))
+    torch.testing.assert_close(same, augment.plain(x[:1], 32), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["comcl", "single_level", "simclr", "moco"])
+def test_every_method_trains_and_writes_an_encoder(tmp_path, tiny_patches, method):
+    res = pretrain_in(tmp_path, tiny_patches, {"pretrain": {"method": method}})
+    assert res["steps"] == 4 and np.isfinite(res["final_loss"])
+    blob = load_encoder(tmp_path / "encoder.pt")
+    assert blob["method"] == method and "conv1.weight" in blob["state_dict"]
+    metrics = json.loads((tmp_path / "pretrain.json").read_text())
+    assert metrics["method"] == method and "probe_last" in metrics
+    assert (tmp_path / "live" / "metrics.json").exists()
+
+
+def test_method_none_writes_a_random_init_marker(tmp_path, tiny_patches):
+    pretrain_in(tmp_path, tiny_patches, {"pretrain": {"method": "none"}})
+    blob = load_encoder(tmp_path / "encoder.pt")
+    assert blob["method"] == "none" and "state_dict" not in blob
+
+
+def test_levels_and_spl_switch_the_logged_terms(tmp_path, tiny_patches):
+    pretrain_in(tmp_path, tiny_patches, {"pretrain": {"levels": {"l1": False, "l2": True, "l3": False}},
+                                         "spl": {"enabled": False}})
+    plots = tmp_path / "live" / "plots" / "metrics"
+    names = {p.stem for p in plots.rglob("*.tsv")}
+    assert "loss_l2" in names and "loss_l1" not in names and "loss_l3" not in names
+    k = np.loadtxt(plots / "spl" / "k_l2.tsv", skiprows=1, usecols=1)
+    n = np.loadtxt(plots / "spl" / "negatives_l2.tsv", skiprows=1, usecols=1)
+    assert (k == n).all()  # SPL off: every negative
+
+
+def test_spl_k_grows_over_training(tmp_path, tiny_patches):
+    pretrain_in(tmp_path, tiny_patches, {"spl": {"enabled": True, "min_fraction": 0.0}})
+    plots = tmp_path / "live" / "plots" / "metrics" / "spl"
+    k = np.loadtxt(plots / "k_l1.tsv", skiprows=1, usecols=1)
+    n = np.loadtxt(plots / "negatives_l1.tsv", skiprows=1, usecols=1)
+    steps = np.loadtxt(plots / "k_l1.tsv", skiprows=1, usecols=0)
+    assert np.array_equal(k, np.ceil(n * (steps + 1) / 4))
+
+
+@pytest.mark.parametrize("stop_after", [2, 3])
+def test_resume_after_interruption_gives_the_same_weights(tmp_path, tiny_patches, stop_after):
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    pretrain_in(straight, tiny_patches)
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    res = pretrain_in(resumed, tiny_patches, stop_after=stop_after)
+    assert res["interrupted_at"] == stop_after and not (resumed / "encoder.pt").exists()
+    pretrain_in(resumed, tiny_patches)
+    a = load_encoder(straight / "encoder.pt")["state_dict"]
+    b = load_encoder(resumed / "encoder.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    ha = json.loads(torch.load(straight / "ckpt" / "last.pt", weights_only=True)["history"])
+    hb = json.loads(torch.load(resumed / "ckpt" / "last.pt", weights_only=True)["history"])
+    assert ha["loss"] == pytest.approx(hb["loss"], abs=1e-6)
+
+
+def test_changed_params_do_not_resume_a_foreign_checkpoint(tmp_path, tiny_patches, capsys):
+    pretrain_in(tmp_path, tiny_patches, stop_after=2)
+    pretrain_in(tmp_path, tiny_patches, {"pretrain": {"lr": 0.0005}})
+    assert "starting afresh" in capsys.readouterr().out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_losses(tmp_path, store, nproc: int) -> list[float]:
+    params = write_params(tmp_path / f"p{nproc}.yaml", FAST,
+                          {"pretrain": {"epochs": 1, "steps_per_epoch": 3, "quality_view_p": 0.5}})
+    out = tmp_path / f"run{nproc}"
+    run_cmd([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+             "--master_port", str(free_port()), "-m", "stages.pretrain", "--params", str(params),
+             "--store", str(store / "store"), "--dataset-info",
+             str(store / "degraded" / "dataset.json"), "--encoder", str(out / "encoder.pt"),
+             "--metrics", str(out / "pretrain.json"), "--checkpoints", str(out / "ckpt"),
+             "--live-dir", "", "--device", "cpu"],
+            cwd=REPO, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+    state = torch.load(out / "ckpt" / "last.pt", weights_only=True)
+    return json.loads(state["history"])["loss"]
+
+
+def test_two_gloo_processes_give_the_one_process_loss(tmp_path, tiny_patches):
+    """Same global batch, same weights: the same loss. Later steps agree more loosely:
+    Adam divides each gradient by its magnitude, so float rounding in near-zero
+    gradients (summed in a different order over two processes) is amplified."""
+    one = torchrun_losses(tmp_path, tiny_patches, 1)
+    two = torchrun_losses(tmp_path, tiny_patches, 2)
+    assert len(one) == len(two) == 3
+    assert two[0] == pytest.approx(one[0], rel=1e-5)
+    for a, b in zip(one[1:], two[1:]):
+        assert b == pytest.approx(a, rel=5e-3)
