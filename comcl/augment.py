@@ -26,6 +26,9 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.5, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     rotate_degrees: float = 180.0
+    right_angles: bool = False    # rotate by multiples of 90 degrees only (no resampling blur)
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
     jitter_p: float = 0.8
     brightness: float = 0.4
     contrast: float = 0.4
@@ -45,9 +48,10 @@ def sample_params(n: int, cfg: AugmentConfig, generator: torch.Generator) -> dic
     return {
         "w": w, "h": h,
         "cx": (1 - w) * u(-1, 1), "cy": (1 - h) * u(-1, 1),
-        "angle": u(-cfg.rotate_degrees, cfg.rotate_degrees) * math.pi / 180,
-        "hflip": torch.rand(n, generator=generator, dtype=torch.float64) < 0.5,
-        "vflip": torch.rand(n, generator=generator, dtype=torch.float64) < 0.5,
+        "angle": (torch.randint(0, 4, (n,), generator=generator).double() * (math.pi / 2)
+                  if cfg.right_angles else u(-cfg.rotate_degrees, cfg.rotate_degrees) * math.pi / 180),
+        "hflip": torch.rand(n, generator=generator, dtype=torch.float64) < cfg.hflip_p,
+        "vflip": torch.rand(n, generator=generator, dtype=torch.float64) < cfg.vflip_p,
         "brightness": torch.where(jitter, u(1 - cfg.brightness, 1 + cfg.brightness), 1.0),
         "contrast": torch.where(jitter, u(1 - cfg.contrast, 1 + cfg.contrast), 1.0),
         "saturation": torch.where(jitter, u(1 - cfg.saturation, 1 + cfg.saturation), 1.0),

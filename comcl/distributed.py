@@ -8,7 +8,7 @@ computes the same global loss; the loss is multiplied by the world size before
 ``backward`` because DDP averages gradients over ranks.
 
 BatchNorm statistics must also cover the global batch for a multi-process run to equal
-a single-process one: ``torch.nn.SyncBatchNorm`` on GPUs, ``DistBatchNorm2d`` below on
+a single-process one: ``torch.nn.SyncBatchNorm`` on GPUs, ``DistBatchNorm1d/2d`` below on
 CPUs (PyTorch's SyncBatchNorm refuses CPU tensors).
 """
 from __future__ import annotations
@@ -77,8 +77,8 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-class DistBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics cover every rank's batch (gloo, CPU).
+class _DistBatchNorm:
+    """BatchNorm whose training statistics cover every rank's batch (gloo, CPU).
 
     Sums and sums of squares are all-reduced with autograd support, so the forward pass
     and the gradients equal those of one process holding the whole batch.
@@ -88,8 +88,9 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         if not self.training:
             return super().forward(x)
         c = x.shape[1]
-        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)),
-                           x.new_tensor([x.numel() / c])])
+        dims = [0] + list(range(2, x.ndim))
+        shape = [1, c] + [1] * (x.ndim - 2)
+        stats = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_tensor([x.numel() / c])])
         if dist.is_initialized() and dist.get_world_size() > 1:
             stats = dist_nn.all_reduce(stats)
         n = stats[-1]
@@ -102,19 +103,28 @@ class DistBatchNorm2d(nn.BatchNorm2d):
                     1.0 / float(self.num_batches_tracked)
                 self.running_mean.mul_(1 - m).add_(mean.detach() * m)
                 self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)) * m)
-        y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var.view(1, c, 1, 1) + self.eps)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
-            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+            y = y * self.weight.view(shape) + self.bias.view(shape)
         return y
 
 
+class DistBatchNorm1d(_DistBatchNorm, nn.BatchNorm1d):
+    pass
+
+
+class DistBatchNorm2d(_DistBatchNorm, nn.BatchNorm2d):
+    pass
+
+
 def convert_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d by DistBatchNorm2d, keeping parameters and buffers."""
+    """Replace every BatchNorm1d/2d by its Dist version, keeping parameters and buffers."""
     out = module
-    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, DistBatchNorm2d):
-        out = DistBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
-        out.load_state_dict(module.state_dict())
+    for plain, dist_cls in ((nn.BatchNorm2d, DistBatchNorm2d), (nn.BatchNorm1d, DistBatchNorm1d)):
+        if type(module) is plain:
+            out = dist_cls(module.num_features, module.eps, module.momentum, module.affine,
+                           module.track_running_stats)
+            out.load_state_dict(module.state_dict())
     for name, child in module.named_children():
         out.add_module(name, convert_batchnorm(child))
     return out

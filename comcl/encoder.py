@@ -53,7 +53,11 @@ class ContrastiveModel(nn.Module):
     def __init__(self, backbone: nn.Module, hidden: int = 2048, out: int = 128):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden), nn.ReLU(inplace=True),
+        # BatchNorm in the head (as SimCLR v2 / MoCo v3) keeps the embeddings from
+        # collapsing onto one point in the first steps, when the features of a randomly
+        # initialised ResNet are all alike.
+        self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden, bias=False),
+                                  nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

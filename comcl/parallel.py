@@ -32,7 +32,7 @@ def _init_worker() -> None:
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None,
                 desc: str = "", total: int | None = None, window: int | None = None,
-                progress: bool = True) -> Iterator[R]:
+                progress: bool = True, unit: str = "img") -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in order, computed on ``workers`` processes.
 
     ``fn`` must be a picklable module-level function. With one worker it runs inline
@@ -41,7 +41,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 
     workers = workers or default_workers()
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True,
                mininterval=0.5)
     try:
         if workers <= 1:

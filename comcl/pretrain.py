@@ -35,10 +35,12 @@ from comcl.encoder import ContrastiveModel, build_backbone, save_encoder
 from comcl.errors import DataError, ParamError
 from comcl.params import Params
 from comcl.pretrain_data import PoolSampler, global_meta, make_batch
+from comcl.schedule import lr_at
 from comcl.torch_setup import setup_threads
 
 METHODS = ("comcl", "single_level", "simclr", "moco", "none")
 CHECKPOINT = "last.pt"
+PROBE_MEMORY = 1024  # training patches the kNN probe compares against
 
 
 @dataclass
@@ -114,11 +116,6 @@ class PretrainConfig:
         return self.spl_enabled and self.method in ("comcl", "single_level")
 
 
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    if warmup and step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * t))
 
 
 class MoCo:
@@ -229,7 +226,7 @@ def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder
     probe_x = probe_y = None
     mem_rows = np.flatnonzero(~held_out)
     if held_out.any() and len(mem_rows):
-        mem_rows = np.sort(np.random.default_rng(cfg.seed).permutation(mem_rows)[:2048])
+        mem_rows = np.sort(np.random.default_rng(cfg.seed).permutation(mem_rows)[:PROBE_MEMORY])
         probe_x, probe_y = arr[np.flatnonzero(held_out)], index["lesion"].to_numpy()[held_out]
     if start == 0 and info.main and probe_x is not None:
         history["probe"].append({"epoch": 0, **_probe(model, arr, index, mem_rows, probe_x,

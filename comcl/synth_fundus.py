@@ -7,7 +7,7 @@ two nasal trunks; and lesions of the four IDRiD classes at random plausible posi
 each painted into a per-pixel bit mask (``comcl.lesions``):
 
 - MA, microaneurysms: tiny dark-red dots (radius 1-2 px at 512 px);
-- HE, haemorrhages: dark-red blots, unions of 1-3 small ellipses (3-7 px semi-axes);
+- HE, haemorrhages: dark-red blots, unions of 1-3 small ellipses (3.5-8 px semi-axes);
 - EX, hard exudates: clusters of 3-12 small bright-yellow specks;
 - SE, soft exudates (cotton-wool spots): pale, fuzzy, low-contrast patches.
 
@@ -21,8 +21,8 @@ international clinical DR scale:
 - 0: no lesion;
 - 1 (mild): microaneurysms only;
 - 2 (moderate): any haemorrhage or hard exudate, below the severe thresholds;
-- 3 (severe): at least 8 haemorrhages;
-- 4 (proliferative stand-in): at least 8 haemorrhages and at least 2 soft exudates.
+- 3 (severe): at least 10 haemorrhages;
+- 4 (proliferative stand-in): at least 10 haemorrhages and at least 3 soft exudates.
 
 ``render_fundus`` samples a lesion load consistent with the requested grade
 (``LOAD_RANGES``) and checks the rule on what it drew.
@@ -39,13 +39,13 @@ from comcl.lesions import class_bit
 # Inclusive ranges of (MA count, HE count, EX cluster count, SE count) per DR grade.
 LOAD_RANGES = {
     0: ((0, 0), (0, 0), (0, 0), (0, 0)),
-    1: ((1, 6), (0, 0), (0, 0), (0, 0)),
-    2: ((1, 10), (0, 5), (0, 3), (0, 0)),
-    3: ((3, 14), (8, 16), (0, 4), (0, 1)),
-    4: ((5, 16), (9, 20), (1, 5), (2, 5)),
+    1: ((1, 8), (0, 0), (0, 0), (0, 0)),
+    2: ((1, 10), (0, 6), (0, 3), (0, 0)),
+    3: ((3, 14), (12, 24), (0, 4), (0, 2)),
+    4: ((5, 16), (14, 28), (1, 5), (3, 6)),
 }
-SEVERE_HE = 8
-PROLIFERATIVE_SE = 2
+SEVERE_HE = 10
+PROLIFERATIVE_SE = 3
 
 
 def grade_from_load(ma: int, he: int, ex: int, se: int) -> int:
@@ -217,9 +217,9 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
     for _ in range(he):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
         alpha_parts = []
-        sl, ox, oy = canvas.window(x, y, 12 * s)
+        sl, ox, oy = canvas.window(x, y, 14 * s)
         for _ in range(int(rng.integers(1, 4))):
-            ax, ay = rng.uniform(2.5, 7.0) * s, 0
+            ax, ay = rng.uniform(3.5, 8.0) * s, 0
             ay = ax * rng.uniform(0.5, 1.0)
             t = rng.uniform(0, math.pi)
             px, py = ox - rng.uniform(-3, 3) * s, oy - rng.uniform(-3, 3) * s
@@ -227,7 +227,7 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
             v = (-px * math.sin(t) + py * math.cos(t)) / ay
             alpha_parts.append(_soft_disc(np.sqrt(u * u + v * v), 1.0, 0.35))
         canvas.blend(sl, np.maximum.reduce(alpha_parts), (0.33, 0.04, 0.03),
-                     rng.uniform(0.4, 0.7), class_bit("HE"))
+                     rng.uniform(0.5, 0.8), class_bit("HE"))
     for _ in range(ex):
         x0, y0 = _lesion_position(rng, cx, cy, R, od, fovea, rng.random() < 0.6)
         spread = rng.uniform(5, 16) * s
@@ -242,14 +242,14 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
                          (0.98, 0.88, 0.42), strength, class_bit("EX"))
     for _ in range(se):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
-        sx = rng.uniform(3.5, 7.0) * s
+        sx = rng.uniform(4.5, 9.0) * s
         sy = sx * rng.uniform(0.6, 1.0)
         t = rng.uniform(0, math.pi)
         sl, ox, oy = canvas.window(x, y, 3 * sx)
         u = (ox * math.cos(t) + oy * math.sin(t)) / sx
         v = (-ox * math.sin(t) + oy * math.cos(t)) / sy
         canvas.blend(sl, np.exp(-0.5 * (u * u + v * v)), (0.93, 0.88, 0.78),
-                     rng.uniform(0.3, 0.5), class_bit("SE"), mask_at=0.35)
+                     rng.uniform(0.35, 0.55), class_bit("SE"), mask_at=0.35)
 
     grade_drawn = grade_from_load(ma, he, ex, se)
     assert grade_drawn == grade, (grade_drawn, grade)

@@ -13,7 +13,6 @@ and a figure of predictions against ground truth.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from comcl.errors import DataError
 from comcl.imagestore import ImageStore
 from comcl.params import Params
 from comcl.seeding import rng_for
+from comcl.schedule import lr_at
 from comcl.torch_setup import setup_threads
 
 
@@ -130,11 +130,6 @@ def sample_crop(rng, image, target, crop, min_side=1.0):
                                 "labels": torch.from_numpy(lab.astype(np.int64))}
 
 
-def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * t))
 
 
 @torch.inference_mode()

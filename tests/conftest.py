@@ -22,8 +22,13 @@ TINY = {
     "split": {"val_fraction": 0.2},
     "detector": {"image_size": 128, "crop": 96, "steps": 2, "batch_size": 2,
                  "anchor_sizes": [8, 16, 32], "holdout_fraction": 0.25},
-    "detect": {"conf": 0.0, "max_per_image": 4},  # an untrained detector: keep its boxes
-    "patches": {"size": 32, "healthy_per_image": 2, "fov_min": 0.9},
+    "detect": {"conf": 0.0, "max_per_image": 4, "border": 2},  # untrained: keep its boxes
+    "patches": {"size": 48, "healthy_per_image": 2, "fov_min": 0.9},
+    "pretrain": {"backbone": "resnet18", "input_size": 32, "per_pool": 2, "epochs": 2,
+                 "steps_per_epoch": 2, "probe_every": 1, "log_every": 1,
+                 "moco": {"queue": 16, "momentum": 0.9}},
+    "finetune": {"image_size": 32, "epochs": 2, "batch_size": 8},
+    "evaluate": {"bootstrap": 50, "gradcam_images": 2},
 }
 
 
@@ -84,6 +89,26 @@ def tiny_patches(tiny_data):
                      progress=False)
     patch_store.build(root / "lesion_boxes.parquet", root / "healthy_boxes.parquet",
                       root / "degraded", root / "store", root / "windows.png", progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_patches):
+    """pretrain -> finetune -> evaluate on the tiny data."""
+    from comcl import evaluate, finetune, pretrain
+    from comcl.params import Params
+
+    root = tiny_patches
+    params = Params.load(root / "params.yaml")
+    pretrain.run(params, root / "store", root / "degraded" / "dataset.json", root / "encoder.pt",
+                 root / "pretrain.json", root / "pretrain_ckpt", root / "dvclive_pretrain",
+                 progress=False, device_kind="cpu")
+    finetune.run(params, root / "splits", root / "degraded", root / "encoder.pt",
+                 root / "classifier.pt", root / "finetune.json", root / "finetune_ckpt",
+                 root / "dvclive_finetune", workers=1, progress=False, device_kind="cpu")
+    evaluate.run(params, root / "splits", root / "degraded", root / "classifier.pt",
+                 root / "eval.json", root / "dvclive_evaluate", root / "gradcam.png", workers=1,
+                 progress=False)
     return root
 
 

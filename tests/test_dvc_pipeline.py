@@ -56,3 +56,18 @@ def test_target_ratio_experiment_reruns_only_degrade_and_after(pipeline_clone):
     df = pd.read_parquet(repo / "data" / "degraded" / "manifest.parquet")
     for _, part in df.groupby("split"):
         assert abs((part["quality"] == "low").sum() - 0.7 * len(part)) <= 1
+
+
+def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone):
+    repo, _ = pipeline_clone
+    out = run_cmd(["dvc", "exp", "run", "-n", "no-spl", "-S", "spl.enabled=false"], cwd=repo).stdout
+    stages = ran_stages(out)
+    assert stages == ["pretrain", "finetune", "evaluate"]
+    diff = run_cmd(["dvc", "metrics", "diff", "--json"], cwd=repo).stdout
+    show = run_cmd(["dvc", "exp", "show", "--json"], cwd=repo).stdout
+    for part in ("overall", "high_quality", "low_quality"):
+        for metric in ("kappa", "accuracy"):
+            assert f"{part}.{metric}" in diff
+            assert f'"{metric}"' in show
+    text = run_cmd(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
+    assert "overall.kappa" in text and "low_quality.accuracy" in text and "no-spl" in text

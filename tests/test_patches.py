@@ -112,7 +112,7 @@ def test_lesion_windows_follow_the_rules(tiny_patches):
     assert ((boxes["x1"] - boxes["x0"]) == size).all() and ((boxes["y1"] - boxes["y0"]) == size).all()
     assert (boxes["x0"] <= boxes["box_x0"]).all() and (boxes["x1"] >= boxes["box_x1"]).all()
     assert (boxes["y0"] <= boxes["box_y0"]).all() and (boxes["y1"] >= boxes["box_y1"]).all()
-    assert (boxes["box_x0"] >= 5).all() and (boxes["box_x1"] <= 128 - 5).all()
+    assert (boxes["box_x0"] >= 2).all() and (boxes["box_x1"] <= 128 - 2).all()
     assert (boxes.groupby("image_id").size() <= 4).all()
     summary = json.loads((tiny_patches / "detect.json").read_text())
     assert summary["windows"] == len(boxes)
@@ -134,7 +134,7 @@ def test_patch_store_holds_exactly_the_windows(tiny_patches):
     arr, index = load(tiny_patches / "store")
     lesion = pd.read_parquet(tiny_patches / "lesion_boxes.parquet")
     healthy = pd.read_parquet(tiny_patches / "healthy_boxes.parquet")
-    assert arr.shape == (len(lesion) + len(healthy), 32, 32, 3) and arr.dtype == np.uint8
+    assert arr.shape == (len(lesion) + len(healthy), 48, 48, 3) and arr.dtype == np.uint8
     assert list(index["pool"].unique()) == [p for p in ("HL", "LL", "HH", "LH")
                                              if p in set(index["pool"])]
     assert (index["lesion"] == index["pool"].isin(["HL", "LL"])).all()

@@ -15,9 +15,7 @@ from comcl.pretrain import run
 from comcl.pretrain_data import POOL_IDS, PoolSampler, degrade_patch, global_meta, make_batch
 from conftest import REPO, run_cmd, write_params
 
-FAST = {"pretrain": {"backbone": "resnet18", "input_size": 32, "per_pool": 2, "epochs": 2,
-                     "steps_per_epoch": 2, "probe_every": 1, "log_every": 1,
-                     "moco": {"queue": 16, "momentum": 0.9}}}
+FAST = {}  # conftest.TINY already holds tiny pretraining settings
 
 
 def pretrain_in(tmp_path, store, *overrides, stop_after=None, ckpt="ckpt"):
@@ -51,7 +49,7 @@ def test_second_view_is_degraded_only_when_flagged(tiny_patches):
     sampler = PoolSampler(index, 2, seed=0)
     b = make_batch(arr, sampler, 0, 0, 1, 1.0, 0, "fundus", 128)
     n = len(b.positions)
-    assert b.views.shape == (2 * n, 3, 32, 32) and b.views.dtype == torch.uint8
+    assert b.views.shape == (2 * n, 3, 48, 48) and b.views.dtype == torch.uint8
     assert all(not torch.equal(b.views[i], b.views[n + i]) for i in range(n))
     b0 = make_batch(arr, sampler, 0, 0, 1, 0.0, 0, "fundus", 128)
     assert torch.equal(b0.views[:n], b0.views[n:])
@@ -177,3 +175,26 @@ def test_two_gloo_processes_give_the_one_process_loss(tmp_path, tiny_patches):
     assert two[0] == pytest.approx(one[0], rel=1e-5)
     for a, b in zip(one[1:], two[1:]):
         assert b == pytest.approx(a, rel=5e-3)
+
+
+@pytest.mark.parametrize("shape", [(6, 4, 5, 5), (6, 4)])
+def test_dist_batchnorm_equals_batchnorm_in_one_process(shape):
+    from comcl.distributed import convert_batchnorm
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(4) if len(shape) == 4 else torch.nn.BatchNorm1d(4)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    dbn = convert_batchnorm(torch.nn.Sequential(bn))[0]
+    assert type(dbn).__name__.startswith("DistBatchNorm")
+    bn_ref = torch.nn.Sequential(bn)[0]
+    x = torch.randn(*shape, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = torch.nn.BatchNorm2d(4) if len(shape) == 4 else torch.nn.BatchNorm1d(4)
+    ref.load_state_dict(bn_ref.state_dict())
+    a, b = ref(x), dbn(x2)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    (a * torch.arange(a.numel()).view_as(a)).sum().backward()
+    (b * torch.arange(b.numel()).view_as(b)).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ref.running_var, dbn.running_var, atol=1e-5, rtol=1e-5)

@@ -13,9 +13,9 @@ def test_grade_rule():
     assert grade_from_load(5, 0, 0, 0) == 1
     assert grade_from_load(0, 1, 0, 0) == 2
     assert grade_from_load(3, 0, 2, 0) == 2
-    assert grade_from_load(3, 8, 0, 1) == 3
-    assert grade_from_load(3, 8, 0, 2) == 4
-    assert grade_from_load(3, 7, 3, 4) == 2
+    assert grade_from_load(3, 10, 0, 2) == 3
+    assert grade_from_load(3, 10, 0, 3) == 4
+    assert grade_from_load(3, 9, 3, 4) == 2
 
 
 @pytest.mark.parametrize("grade", range(5))

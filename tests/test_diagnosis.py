@@ -1,0 +1,99 @@
+"""finetune and evaluate: the classifier, its decoding, metrics files, resume, multi-label."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from comcl import classifier, evaluate, finetune, prepare, degrade, split, pretrain
+from comcl.params import Params
+from conftest import write_params
+
+
+def test_mse_regression_rounds_at_k_minus_half():
+    cfg = classifier.ClassifierConfig("resnet18", "grading", list("01234"), "mse", 32, "none")
+    out = torch.tensor([[-0.3], [0.49], [0.5], [1.49], [3.6], [5.2]])
+    grade, value = classifier.decode(cfg, out)
+    assert grade.tolist() == [0, 0, 1, 1, 4, 4]
+    assert value[:, 0].tolist() == pytest.approx(out[:, 0].tolist())
+
+
+def test_finetune_starts_from_the_pretrained_encoder(tiny_models):
+    from comcl.encoder import load_encoder
+    enc = load_encoder(tiny_models / "encoder.pt")["state_dict"]
+    model = classifier.from_encoder(tiny_models / "encoder.pt", "grading", list("01234"), "ce", 32)
+    for k, v in enc.items():
+        assert torch.equal(model.backbone.state_dict()[k], v)
+    assert model.cfg.init == "comcl"
+
+
+def test_finetune_writes_the_best_validation_model(tiny_models):
+    res = json.loads((tiny_models / "finetune.json").read_text())
+    assert 1 <= res["best_epoch"] <= 2 and -1 <= res["best_val_kappa"] <= 1
+    model = classifier.load(tiny_models / "classifier.pt")
+    assert model.cfg.task == "grading" and model.cfg.outputs == 5
+    assert (tiny_models / "dvclive_finetune" / "plots" / "metrics").exists()
+
+
+def test_evaluate_reports_every_metric_overall_and_per_quality(tiny_models):
+    res = json.loads((tiny_models / "eval.json").read_text())
+    assert set(res) == {"overall", "high_quality", "low_quality"}
+    assert res["overall"]["images"] == 20
+    assert res["high_quality"]["images"] + res["low_quality"]["images"] == 20
+    for part in res.values():
+        for k in ("kappa", "accuracy", "macro_f1"):
+            assert part[f"{k}_ci_low"] <= part[k] + 1e-9 and part[k] <= part[f"{k}_ci_high"] + 1e-9
+        assert all(f"recall_{c}" in part for c in range(5))
+    cm = tiny_models / "dvclive_evaluate" / "plots" / "sklearn" / "confusion_matrix.json"
+    pairs = json.loads(cm.read_text())  # one {"actual", "predicted"} per test image
+    assert len(pairs) == 20 and {"actual", "predicted"} <= set(pairs[0])
+    assert (tiny_models / "gradcam.png").stat().st_size > 0
+
+
+def test_grad_cam_is_a_normalised_map():
+    cfg = classifier.ClassifierConfig("resnet18", "grading", list("01234"), "ce", 64, "none")
+    torch.manual_seed(0)
+    cam = evaluate.grad_cam(classifier.Classifier(cfg).eval(), torch.randn(2, 3, 64, 64))
+    assert cam.shape == (2, 2, 2) and cam.min() >= 0 and np.allclose(cam.max((1, 2)), 1.0)
+
+
+def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_models):
+    params = Params.load(tiny_models / "params.yaml")
+    args = (tiny_models / "splits", tiny_models / "degraded", tiny_models / "encoder.pt")
+    finetune.run(params, *args, tmp_path / "a.pt", tmp_path / "a.json", tmp_path / "ca",
+                 workers=1, progress=False, device_kind="cpu")
+    res = finetune.run(params, *args, tmp_path / "b.pt", tmp_path / "b.json", tmp_path / "cb",
+                       stop_after_epochs=1, workers=1, progress=False, device_kind="cpu")
+    assert res == {"interrupted_after_epoch": 1}
+    finetune.run(params, *args, tmp_path / "b.pt", tmp_path / "b.json", tmp_path / "cb",
+                 workers=1, progress=False, device_kind="cpu")
+    a = classifier.load(tmp_path / "a.pt").state_dict()
+    b = classifier.load(tmp_path / "b.pt").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+
+def test_multilabel_chest_path_end_to_end(tmp_path):
+    """Synthetic chest profile: greyscale, 8 diseases, BCE, per-label kappa and AUROC."""
+    params = Params.load(write_params(tmp_path / "params.yaml", {
+        "synthetic": {"profile": "chest", "n_train": 40, "n_test": 24, "n_aux": 4},
+        "pretrain": {"method": "none"}, "evaluate": {"bootstrap": 20, "gradcam_images": 2}}))
+    prepare.run(params, tmp_path / "prepared", workers=1, progress=False)
+    degrade.run(params, tmp_path / "prepared", tmp_path / "degraded", None, workers=1,
+                progress=False)
+    split.run(params, tmp_path / "degraded" / "manifest.parquet", tmp_path / "splits", None)
+    pretrain.run(params, tmp_path / "nostore", tmp_path / "degraded" / "dataset.json",
+                 tmp_path / "encoder.pt", tmp_path / "pretrain.json", tmp_path / "ck",
+                 progress=False, device_kind="cpu")
+    finetune.run(params, tmp_path / "splits", tmp_path / "degraded", tmp_path / "encoder.pt",
+                 tmp_path / "clf.pt", tmp_path / "ft.json", tmp_path / "ftck", workers=1,
+                 progress=False, device_kind="cpu")
+    model = classifier.load(tmp_path / "clf.pt")
+    assert model.cfg.task == "multilabel" and model.cfg.outputs == 8 and model.cfg.init == "none"
+    res = evaluate.run(params, tmp_path / "splits", tmp_path / "degraded", tmp_path / "clf.pt",
+                       tmp_path / "eval.json", tmp_path / "live", tmp_path / "cam.png",
+                       workers=1, progress=False)
+    for key in ("kappa", "accuracy", "auroc"):
+        assert key in res["overall"]
+    assert 0 <= res["overall"]["auroc"] <= 1
+    assert list((tmp_path / "live" / "plots" / "sklearn" / "roc").glob("*.json"))
