@@ -55,7 +55,7 @@ def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone
     out = run_cmd(["dvc", "exp", "run", "-n", "no-spl", "-S", "spl.enabled=false"], cwd=repo).stdout
     stages = ran_stages(out)
     assert stages == ["pretrain", "finetune", "evaluate"]
-    diff = run_cmd(["dvc", "metrics", "diff", "--json"], cwd=repo).stdout
+    diff = run_cmd(["dvc", "metrics", "diff", "--all", "--json"], cwd=repo).stdout
     show = run_cmd(["dvc", "exp", "show", "--json"], cwd=repo).stdout
     for part in ("overall", "high_quality", "low_quality"):
         for metric in ("kappa", "accuracy"):
