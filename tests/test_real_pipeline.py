@@ -30,7 +30,8 @@ def test_eyeq_and_idrid_fixtures(tmp_path):
                  "on_missing": "skip",
                  "eyeq": {"root": str(FIXTURES / "eyeq"), "test_csv": None},
                  "idrid": {"root": str(FIXTURES / "idrid")}},
-        "degrade": {"target_ratio": 0.7}})
+        "degrade": {"target_ratio": 0.7},
+        "detector": {"image_size": 256, "crop": 128, "steps": 4}})
     assert "skipped: 12533 images listed" in out
     prepared = pd.read_parquet(repo / "data" / "prepared" / "manifest.parquet")
     labels = pd.read_csv(FIXTURES / "eyeq" / "Label_EyeQ_train.csv").set_index("image")
@@ -53,6 +54,17 @@ def test_eyeq_and_idrid_fixtures(tmp_path):
     summary = json.loads((repo / "metrics" / "data.json").read_text())
     assert summary["train"]["images"] + summary["val"]["images"] + summary["test"]["images"] == 10
     assert (repo / "data" / "splits" / "HL.parquet").exists()
+    # The detector trains on the IDRiD fixture masks (256 px, a few steps) and `detect`
+    # runs on the real EyeQ photographs, drawing its boxes.
+    out = run_cmd(["dvc", "repro", "build_patches"], cwd=repo).stdout
+    for stage in ("train_detector", "detect", "crop_healthy", "build_patches"):
+        assert f"Running stage '{stage}'" in out
+    det = json.loads((repo / "metrics" / "detector.json").read_text())
+    assert det["train_images"] + det["holdout_images"] == 10
+    windows = pd.read_parquet(repo / "data" / "patches" / "lesion_boxes.parquet")
+    assert set(windows["subset"]) <= {"HL", "LL"}
+    figure = cv2.imread(str(repo / "plots" / "detect" / "windows.png"))
+    assert figure is not None and figure.shape[1] > figure.shape[0]
 
 
 def test_chestxray14_fixtures(tmp_path):
