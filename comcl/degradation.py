@@ -38,6 +38,21 @@ def fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
     return m["m10"] / m["m00"], m["m01"] / m["m00"], math.sqrt(m["m00"] / math.pi)
 
 
+def choose_types(rng: np.random.Generator, known: tuple[str, ...], types, allowed) -> list[str]:
+    """``types`` in the model's order, or a random non-empty subset of ``allowed`` (each of
+    the 2^k - 1 combinations equally likely). Shared by the fundus and X-ray models."""
+    if types is None:
+        allowed = [t for t in known if t in allowed]
+        while True:
+            chosen = [t for t in allowed if rng.random() < 0.5]
+            if chosen:
+                return chosen
+    unknown = [t for t in types if t not in known]
+    if unknown:
+        raise ValueError(f"unknown degradation types {unknown}; known: {list(known)}")
+    return [t for t in known if t in types]
+
+
 def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | None,
            types: list[str] | None = None, allowed: tuple[str, ...] | list[str] = TYPES,
            geometry: tuple[float, float, float] | None = None) -> dict:
@@ -46,14 +61,7 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | 
 
     ``geometry`` (centre x, centre y, radius of the FOV) replaces the FOV mask, for
     degrading a patch as part of a virtual image of ``height`` x ``width``."""
-    allowed = [t for t in TYPES if t in allowed]
-    if types is None:
-        while True:
-            chosen = [t for t in allowed if rng.random() < 0.5]
-            if chosen:
-                break
-    else:
-        chosen = [t for t in TYPES if t in types]
+    chosen = choose_types(rng, TYPES, types, allowed)
     scale = min(height, width) / REFERENCE_SIZE
     cx, cy, radius = geometry if geometry is not None else fov_geometry(fov)
     params: dict = {"types": chosen}

@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from comcl.degradation import choose_types
+
 TYPES = ("noise", "blur", "contrast")
 REFERENCE_SIZE = 512.0
 ORDER = ("contrast", "blur", "noise")
@@ -32,17 +34,7 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
            types: list[str] | None = None, allowed: tuple[str, ...] | list[str] = TYPES) -> dict:
     """Draw degradation parameters; ``types`` fixes the combination, else a random
     non-empty subset of ``allowed`` (each of the 2^k - 1 combinations equally likely)."""
-    allowed = [t for t in TYPES if t in allowed]
-    if types is None:
-        while True:
-            chosen = [t for t in allowed if rng.random() < 0.5]
-            if chosen:
-                break
-    else:
-        unknown = [t for t in types if t not in TYPES]
-        if unknown:
-            raise ValueError(f"unknown X-ray degradation types {unknown}; known: {TYPES}")
-        chosen = [t for t in TYPES if t in types]
+    chosen = choose_types(rng, TYPES, types, allowed)
     scale = min(height, width) / REFERENCE_SIZE
     params: dict = {"types": chosen}
     if "contrast" in chosen:

@@ -185,6 +185,15 @@ def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder
         if info.main:
             save_encoder(None, cfg.backbone, "none", encoder_out)
             write_text(metrics_out, json.dumps({"method": "none"}, indent=2) + "\n")
+            # Every declared output must exist, and nothing stale from a trained run may
+            # survive: an empty checkpoint folder, and dvclive curves cleared to a summary.
+            Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+            (Path(ckpt_dir) / CHECKPOINT).unlink(missing_ok=True)
+            live = _live(live_dir, resume=False)
+            if live is not None:
+                live.summary["method"] = "none"
+                live.end()
+                (Path(live_dir) / "plots").mkdir(parents=True, exist_ok=True)
         distributed.shutdown(info)
         return {"method": "none"}
     if cfg.per_pool % info.world:

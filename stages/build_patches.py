@@ -3,6 +3,7 @@ import click
 
 from comcl import paths
 from comcl.patch_store import build
+from stages.options import degraded_option
 
 
 @click.command(help="""Cut every lesion window (detect) and healthy window (crop_healthy) once
@@ -13,8 +14,7 @@ memory speed; draws a grid of windows per class and quality. Reads no params."""
               type=click.Path(dir_okay=False, exists=True))
 @click.option("--healthy-boxes", default=f"{paths.PATCHES}/healthy_boxes.parquet",
               show_default=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--degraded", default=paths.DEGRADED, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@degraded_option
 @click.option("--out", default=f"{paths.PATCHES}/store", show_default=True)
 @click.option("--figure", default=f"{paths.PLOTS}/patches/windows.png", show_default=True,
               help="Grid of windows ('' to skip).")

@@ -4,18 +4,16 @@ import click
 from comcl import paths
 from comcl.crop_healthy import run
 from comcl.params import Params
+from stages.options import params_option, splits_option, degraded_option
 
 
 @click.command(help="""Cut `patches.healthy_per_image` random `patches.size` windows from each
 HH and LH training image, each with at least `patches.fov_min` of its pixels inside the
 field of view. Writes data/patches/healthy_boxes.parquet.
 Reads params: patches.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
-@click.option("--splits", default=paths.SPLITS, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
-@click.option("--degraded", default=paths.DEGRADED, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@params_option
+@splits_option
+@degraded_option
 @click.option("--out", default=f"{paths.PATCHES}/healthy_boxes.parquet", show_default=True)
 def main(params_path, splits, degraded, out):
     res = run(Params.load(params_path), splits, degraded, out)

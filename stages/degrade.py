@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.degrade import run
 from comcl.params import Params
+from stages.options import params_option, workers_option
 
 
 @click.command(help="""Degrade randomly chosen high-quality images of each split (fundus:
@@ -11,16 +12,14 @@ illumination, spots, blur, in any non-empty combination; parameters recorded per
 until the split's low-quality fraction equals `degrade.target_ratio` (null: keep the
 native ratio). Writes data/degraded/ and a before/after preview figure.
 Reads params: degrade.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
+@params_option
 @click.option("--prepared", default=paths.PREPARED, show_default=True,
               type=click.Path(file_okay=False, exists=True), help="Output of `prepare`.")
 @click.option("--out", default=paths.DEGRADED, show_default=True,
               type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
 @click.option("--preview", default=f"{paths.PLOTS}/degrade/preview.png", show_default=True,
               help="Before/after figure ('' to skip).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: all cores].")
+@workers_option
 def main(params_path, prepared, out, preview, workers):
     fractions = run(Params.load(params_path), prepared, out, preview or None, workers)
     shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(fractions.items()))

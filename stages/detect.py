@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.detect import run
 from comcl.params import Params
+from stages.options import params_option, splits_option, degraded_option
 
 
 @click.command(help="""Run the lesion detector on the HL and LL training images (batched,
@@ -12,12 +13,9 @@ inference mode, all cores), keep boxes with score > `detect.conf`, side at most
 `patches.size` square window containing it. Writes data/patches/lesion_boxes.parquet,
 metrics/detect.json (and, on data with lesion masks, window precision and lesion recall)
 and a figure. Reads params: detect, patches.size.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
-@click.option("--splits", default=paths.SPLITS, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
-@click.option("--degraded", default=paths.DEGRADED, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@params_option
+@splits_option
+@degraded_option
 @click.option("--model", default=f"{paths.MODELS}/detector.pt", show_default=True)
 @click.option("--out", default=f"{paths.PATCHES}/lesion_boxes.parquet", show_default=True)
 @click.option("--metrics", default=f"{paths.METRICS}/detect.json", show_default=True)

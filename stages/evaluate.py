@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.evaluate import run
 from comcl.params import Params
+from stages.options import params_option, splits_option, degraded_option, workers_option
 
 
 @click.command(help="""Evaluate models/classifier.pt on the test split: quadratic weighted
@@ -11,20 +12,16 @@ kappa, accuracy, macro F1 and per-class recall (grading) or per-label kappa and 
 and macro AUROC (multi-label), overall and on the high- and low-quality images, with
 95% bootstrap intervals, in metrics/eval.json; dvclive confusion matrix or ROC curves;
 Grad-CAM saliency of a fixed set of test images. Reads params: evaluate.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
-@click.option("--splits", default=paths.SPLITS, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
-@click.option("--degraded", default=paths.DEGRADED, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@params_option
+@splits_option
+@degraded_option
 @click.option("--model", default=f"{paths.MODELS}/classifier.pt", show_default=True)
 @click.option("--metrics", default=f"{paths.METRICS}/eval.json", show_default=True)
 @click.option("--live-dir", default="dvclive/evaluate", show_default=True,
               help="dvclive folder for the plots ('' to skip).")
 @click.option("--figure", default=f"{paths.PLOTS}/evaluate/gradcam.png", show_default=True,
               help="Grad-CAM figure ('' to skip).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes decoding images [default: all cores].")
+@workers_option
 def main(params_path, splits, degraded, model, metrics, live_dir, figure, workers):
     res = run(Params.load(params_path), splits, degraded, model, metrics, live_dir or None,
               figure or None, workers)

@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.finetune import run
 from comcl.params import Params
+from stages.options import params_option, splits_option, degraded_option, workers_option, device_option
 
 
 @click.command(help="""Fine-tune a ResNet classifier initialised from models/encoder.pt (random
@@ -12,21 +13,17 @@ weights when pretrain.method is none) on the training images (HL+LL+HH+LH) at
 8-disease multi-label task with BCE. Keeps the epoch with the best validation kappa.
 Writes models/classifier.pt, metrics/finetune.json, dvclive curves and resumable
 checkpoints (models/finetune_ckpt/). Runs under torchrun for DDP. Reads params: finetune.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
-@click.option("--splits", default=paths.SPLITS, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
-@click.option("--degraded", default=paths.DEGRADED, show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+@params_option
+@splits_option
+@degraded_option
 @click.option("--encoder", default=f"{paths.MODELS}/encoder.pt", show_default=True)
 @click.option("--model", default=f"{paths.MODELS}/classifier.pt", show_default=True)
 @click.option("--metrics", default=f"{paths.METRICS}/finetune.json", show_default=True)
 @click.option("--checkpoints", default=f"{paths.MODELS}/finetune_ckpt", show_default=True)
 @click.option("--live-dir", default="dvclive/finetune", show_default=True,
               help="dvclive folder ('' to skip).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes decoding images [default: all cores].")
-@click.option("--device", type=click.Choice(["auto", "cpu"]), default="auto", show_default=True)
+@workers_option
+@device_option
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True,
               help="Stop after this many epochs (simulates an interruption).")
 def main(params_path, splits, degraded, encoder, model, metrics, checkpoints, live_dir, workers,

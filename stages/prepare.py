@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.params import Params
 from comcl.prepare import run
+from stages.options import params_option, workers_option
 
 
 @click.command(help="""Build data/prepared/ from `data.source` (params.yaml).
@@ -12,12 +13,10 @@ The embedded default, `synthetic`, draws fundus-like images with known lesions (
 grade 0-4 from the lesion load, about a third natively low quality) and an
 IDRiD-like mask-annotated auxiliary set for the lesion detector. Writes PNG shards,
 manifest.parquet, dataset.json and aux/. Reads params: data, synthetic.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
+@params_option
 @click.option("--out", default=paths.PREPARED, show_default=True,
               type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: all cores].")
+@workers_option
 def main(params_path, out, workers):
     info = run(Params.load(params_path), out, workers)
     click.echo(f"prepare: {info['counts']} images from {info['source']} -> {out}")

@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.params import Params
 from comcl.pretrain import run
+from stages.options import params_option, device_option
 
 
 @click.command(help="""Pretrain the encoder on the patch store with `pretrain.method`: comcl
@@ -12,8 +13,7 @@ from comcl.pretrain import run
 metrics/pretrain.json, dvclive curves (loss per level, k_t, lr, patches/s, similarities,
 kNN probe) and resumable checkpoints in models/pretrain_ckpt/. Runs under torchrun for
 DDP (`torchrun --nproc_per_node N -m stages.pretrain`). Reads params: pretrain, spl.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
+@params_option
 @click.option("--store", default=f"{paths.PATCHES}/store", show_default=True,
               type=click.Path(file_okay=False), help="Output of `build_patches`.")
 @click.option("--dataset-info", default=f"{paths.DEGRADED}/{paths.DATASET_INFO}",
@@ -23,8 +23,7 @@ DDP (`torchrun --nproc_per_node N -m stages.pretrain`). Reads params: pretrain, 
 @click.option("--checkpoints", default=f"{paths.MODELS}/pretrain_ckpt", show_default=True)
 @click.option("--live-dir", default="dvclive/pretrain", show_default=True,
               help="dvclive folder ('' to skip).")
-@click.option("--device", type=click.Choice(["auto", "cpu"]), default="auto", show_default=True,
-              help="auto: CUDA when available.")
+@device_option
 @click.option("--stop-after-steps", type=int, default=None, hidden=True,
               help="Stop (with a checkpoint) after this many steps: simulates an interruption.")
 def main(params_path, store, dataset_info, encoder, metrics, checkpoints, live_dir, device,

@@ -4,14 +4,14 @@ import click
 from comcl import paths
 from comcl.params import Params
 from comcl.split import run
+from stages.options import params_option
 
 
 @click.command(help="""Carve a validation split out of the training images (stratified by
 grade and quality; by patient when the manifest has a `group` column) and write the four
 training subsets HL, LL, HH, LH plus val and test to data/splits/*.parquet; counts and
 low-quality fractions to metrics/data.json. Reads params: split.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
+@params_option
 @click.option("--manifest", "manifest_path", default=f"{paths.DEGRADED}/{paths.MANIFEST}",
               show_default=True, type=click.Path(dir_okay=False), help="Degraded manifest.")
 @click.option("--out", default=paths.SPLITS, show_default=True,

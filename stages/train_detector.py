@@ -4,6 +4,7 @@ import click
 from comcl import paths
 from comcl.params import Params
 from comcl.train_detector import run
+from stages.options import params_option
 
 
 @click.command(help="""Train the lesion detector (torchvision Faster R-CNN; `detector.arch`:
@@ -11,8 +12,7 @@ mobilenet_v3 or resnet50) on the auxiliary set's boxes (data/prepared/aux), rand
 or a local `detector.weights` file; nothing is downloaded. Holds out
 `detector.holdout_fraction` of the images and reports AP@0.5 per class and their mean
 in metrics/detector.json, with a figure of predictions. Reads params: detector.""")
-@click.option("--params", "params_path", default=paths.PARAMS, show_default=True,
-              type=click.Path(dir_okay=False), help="Parameter file.")
+@params_option
 @click.option("--prepared", default=paths.PREPARED, show_default=True,
               type=click.Path(file_okay=False, exists=True), help="Output of `prepare`.")
 @click.option("--model", default=f"{paths.MODELS}/detector.pt", show_default=True,

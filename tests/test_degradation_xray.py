@@ -64,7 +64,7 @@ def test_random_combinations_respect_allowed(chest):
         assert p["types"] and set(p["types"]) <= {"noise", "blur"}
         seen.add(tuple(p["types"]))
     assert seen == {("noise",), ("blur",), ("noise", "blur")}
-    with pytest.raises(ValueError, match="unknown X-ray degradation types"):
+    with pytest.raises(ValueError, match="unknown degradation types"):
         dx.sample(np.random.default_rng(0), 256, 256, fov, types=["spots"])
 
 

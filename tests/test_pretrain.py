@@ -97,6 +97,10 @@ def test_method_none_writes_a_random_init_marker(tmp_path, tiny_patches):
     pretrain_in(tmp_path, tiny_patches, {"pretrain": {"method": "none"}})
     blob = load_encoder(tmp_path / "encoder.pt")
     assert blob["method"] == "none" and "state_dict" not in blob
+    # every DVC output of the stage exists (an experiment fails otherwise), nothing stale
+    assert (tmp_path / "ckpt").is_dir() and not any((tmp_path / "ckpt").iterdir())
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == {"method": "none"}
+    assert (tmp_path / "live" / "plots").is_dir()
 
 
 def test_levels_and_spl_switch_the_logged_terms(tmp_path, tiny_patches):

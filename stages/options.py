@@ -1,0 +1,20 @@
+"""Click options shared by the stage commands (same names, defaults and help everywhere)."""
+import click
+
+from comcl import paths
+
+params_option = click.option(
+    "--params", "params_path", default=paths.PARAMS, show_default=True,
+    type=click.Path(dir_okay=False), help="Parameter file.")
+splits_option = click.option(
+    "--splits", default=paths.SPLITS, show_default=True,
+    type=click.Path(file_okay=False, exists=True), help="Output of `split`.")
+degraded_option = click.option(
+    "--degraded", default=paths.DEGRADED, show_default=True,
+    type=click.Path(file_okay=False, exists=True), help="Output of `degrade`.")
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Worker processes [default: all cores].")
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu"]), default="auto", show_default=True,
+    help="auto: CUDA when available.")
