@@ -10,9 +10,10 @@ and ``pretrain.levels.*``. Methods: baseline = no pretraining (``pretrain.method
 basic CL = SimCLR instance discrimination, CoMCL = all three levels with SPL. Table 3's
 CoMCL_v1..v3 read as level subsets: v1 = L2 (lesion level: HL vs HH), v2 = L1 + L2
 (+ quality level), v3 = L1 + L2 + L3 (the full method). ``render`` reads
-``dvc exp show --json`` and lays the tables out like the paper's, with the paper's EyeQ
-numbers beside ours. The paper's Table 2 header reads "ACC | Kappa" but its CoMCL row
-equals Table 1's Kappa | ACC; we print it in Table 1's order.
+``dvc exp show --all-commits --json`` (the newest run of each name) and lays the tables
+out like the paper's, with the paper's EyeQ numbers beside ours. The paper's Table 2
+header reads "ACC | Kappa" but its CoMCL row equals Table 1's Kappa | ACC; we print it
+in Table 1's order.
 """
 from __future__ import annotations
 
@@ -66,26 +67,28 @@ def queue_commands() -> list[list[str]]:
     return cmds
 
 
-def _walk(node, out: dict) -> None:
-    """Collect {experiment name: metrics/eval.json data} from `dvc exp show --json`."""
+def _walk(node, out: dict, stamps: dict) -> None:
+    """Collect {experiment name: metrics/eval.json data} from `dvc exp show -A --json`;
+    when a name was run more than once (on several commits), the newest run wins."""
     if isinstance(node, list):
         for item in node:
-            _walk(item, out)
+            _walk(item, out, stamps)
         return
     if not isinstance(node, dict):
         return
     name = node.get("name") or node.get("rev")
     data = node.get("data") or {}
     metrics = (data.get("metrics") or {}).get("metrics/eval.json") or {}
-    if name and metrics.get("data") and name not in out:
-        out[name] = metrics["data"]
+    stamp = data.get("timestamp") or ""
+    if name and metrics.get("data") and (name not in out or stamp > stamps[name]):
+        out[name], stamps[name] = metrics["data"], stamp
     for key in ("experiments", "revs"):
-        _walk(node.get(key), out)
+        _walk(node.get(key), out, stamps)
 
 
 def collect(show_json) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    _walk(show_json, out)
+    _walk(show_json, out, {})
     return out
 
 
@@ -139,15 +142,16 @@ def queue(dry_run):
         click.echo("queued; run them with: dvc queue start -j 1   (follow: dvc queue status)")
 
 
-@cli.command("render", help="Render the tables from `dvc exp show --json` (or a saved copy) as Markdown.")
+@cli.command("render", help="Render the tables from `dvc exp show --all-commits --json` "
+             "(or a saved copy) as Markdown.")
 @click.option("--from-json", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A saved `dvc exp show --json` output instead of running it.")
+              help="A saved `dvc exp show --all-commits --json` output instead of running it.")
 def render_cmd(from_json):
     if from_json:
         data = json.loads(open(from_json).read())
     else:
-        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
-                              check=True)
+        proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
+                              capture_output=True, text=True, check=True)
         data = json.loads(proc.stdout)
     sys.stdout.write(render(collect(data)))
 

@@ -1,0 +1,65 @@
+"""The paper-table grid and its rendering from `dvc exp show --all-commits --json`."""
+import json
+
+from click.testing import CliRunner
+
+from comcl import paper_tables
+
+
+def test_grid_covers_the_three_tables_with_explicit_params():
+    grid = paper_tables.grid()
+    assert len(grid) == 13
+    keys = set(paper_tables.BASE)
+    assert all(set(sets) == keys for sets in grid.values())
+    assert grid["t1-70-baseline"]["pretrain.method"] == "none"
+    assert grid["t1-70-baseline"]["degrade.target_ratio"] == "0.7"
+    assert grid["t1-100-basiccl"]["pretrain.method"] == "simclr"
+    assert grid["t1-native-comcl"] == paper_tables.BASE
+    assert grid["t2-no-spl"]["spl.enabled"] == "false"
+    assert grid["t2-no-multilevel"]["pretrain.method"] == "single_level"
+    v1 = grid["t3-v1"]
+    assert (v1["pretrain.levels.l1"], v1["pretrain.levels.l2"], v1["pretrain.levels.l3"]) == \
+        ("false", "true", "false")
+    assert grid["t3-v2"]["pretrain.levels.l3"] == "false"
+    # every table row points at an experiment of the grid
+    assert {exp for _, exp, _ in paper_tables.TABLE2 + paper_tables.TABLE3} <= set(grid)
+
+
+def test_queue_dry_run_prints_one_dvc_command_per_experiment():
+    res = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 13
+    assert all(line.startswith("dvc exp run --queue -n ") for line in lines)
+    assert "-S spl.enabled=false" in next(li for li in lines if " t2-no-spl " in li)
+
+
+def _exp(name, stamp, kappa):
+    part = {"kappa": kappa, "kappa_ci_low": kappa - 0.1, "kappa_ci_high": kappa + 0.1,
+            "accuracy": 0.5}
+    return {"revs": [{"rev": "abc", "name": name, "experiments": None, "error": None,
+                      "data": {"timestamp": stamp, "metrics": {"metrics/eval.json": {"data": {
+                          "overall": part, "low_quality": part}}}}}], "name": name}
+
+
+def test_render_takes_the_newest_run_of_each_name(tmp_path):
+    show = [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
+            {"rev": "c2", "name": "main", "data": {}, "experiments": [
+                _exp("t1-native-comcl", "2026-11-24T03:00:00", 0.4),
+                _exp("t2-no-spl", "2026-11-24T03:10:00", 0.3)]},
+            {"rev": "c1", "name": None, "data": {}, "experiments": [
+                _exp("t1-native-comcl", "2026-11-23T03:00:00", 0.2),
+                {"revs": [{"rev": "q", "name": "t3-v1", "data": {"timestamp": None,
+                                                                 "metrics": {}}}]}]}]
+    results = paper_tables.collect(show)
+    assert set(results) == {"t1-native-comcl", "t2-no-spl"}
+    assert results["t1-native-comcl"]["overall"]["kappa"] == 0.4
+    path = tmp_path / "show.json"
+    path.write_text(json.dumps(show))
+    res = CliRunner().invoke(paper_tables.cli, ["render", "--from-json", str(path)])
+    assert res.exit_code == 0, res.output
+    row = next(li for li in res.output.splitlines() if li.startswith("| CoMCL | native"))
+    assert row.startswith("| CoMCL | native | 0.400 [0.300, 0.500] | 0.500 | 0.884 | 0.872 |")
+    assert "| CoMCL w/o SPL | 0.300 [0.200, 0.400] |" in res.output
+    v1 = next(li for li in res.output.splitlines() if li.startswith("| CoMCL_v1"))
+    assert "n/a" in v1   # queued, not yet run
