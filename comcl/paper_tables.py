@@ -76,6 +76,9 @@ def _walk(node, out: dict, stamps: dict) -> None:
         return
     if not isinstance(node, dict):
         return
+    state = (node.get("executor") or {}).get("state")
+    if state not in (None, "success"):
+        return   # queued, running (shows its base commit's metrics) or failed
     name = node.get("name") or node.get("rev")
     data = node.get("data") or {}
     metrics = (data.get("metrics") or {}).get("metrics/eval.json") or {}

@@ -50,7 +50,10 @@ def test_render_takes_the_newest_run_of_each_name(tmp_path):
             {"rev": "c1", "name": None, "data": {}, "experiments": [
                 _exp("t1-native-comcl", "2026-11-23T03:00:00", 0.2),
                 {"revs": [{"rev": "q", "name": "t3-v1", "data": {"timestamp": None,
-                                                                 "metrics": {}}}]}]}]
+                                                                 "metrics": {}}}]},
+                # a running experiment shows its base commit's metrics: left out
+                {**_exp("t2-no-multilevel", "2026-11-24T03:20:00", 0.9),
+                 "executor": {"state": "running"}}]}]
     results = paper_tables.collect(show)
     assert set(results) == {"t1-native-comcl", "t2-no-spl"}
     assert results["t1-native-comcl"]["overall"]["kappa"] == 0.4
