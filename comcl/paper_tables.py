@@ -67,12 +67,12 @@ def queue_commands() -> list[list[str]]:
     return cmds
 
 
-def _walk(node, out: dict, stamps: dict) -> None:
-    """Collect {experiment name: metrics/eval.json data} from `dvc exp show -A --json`;
+def _walk(node, out: dict, stamps: dict, file: str) -> None:
+    """Collect {experiment name: data of metrics ``file``} from `dvc exp show -A --json`;
     when a name was run more than once (on several commits), the newest run wins."""
     if isinstance(node, list):
         for item in node:
-            _walk(item, out, stamps)
+            _walk(item, out, stamps, file)
         return
     if not isinstance(node, dict):
         return
@@ -81,18 +81,26 @@ def _walk(node, out: dict, stamps: dict) -> None:
         return   # queued, running (shows its base commit's metrics) or failed
     name = node.get("name") or node.get("rev")
     data = node.get("data") or {}
-    metrics = (data.get("metrics") or {}).get("metrics/eval.json") or {}
+    metrics = (data.get("metrics") or {}).get(file) or {}
     stamp = data.get("timestamp") or ""
     if name and metrics.get("data") and (name not in out or stamp > stamps[name]):
         out[name], stamps[name] = metrics["data"], stamp
     for key in ("experiments", "revs"):
-        _walk(node.get(key), out, stamps)
+        _walk(node.get(key), out, stamps, file)
 
 
-def collect(show_json) -> dict[str, dict]:
+def collect(show_json, file: str = "metrics/eval.json") -> dict[str, dict]:
     out: dict[str, dict] = {}
-    _walk(show_json, out, {})
+    _walk(show_json, out, {}, file)
     return out
+
+
+def _probe(pretrain: dict | None) -> str:
+    """The encoder's lesion-vs-healthy kNN probe accuracy before -> after pretraining."""
+    first, last = ((pretrain or {}).get(k) or {} for k in ("probe_first", "probe_last"))
+    if "accuracy" not in last:
+        return "n/a"
+    return f"{first.get('accuracy', float('nan')):.3f} -> {last['accuracy']:.3f}"
 
 
 def _cell(metrics: dict | None, part: str, key: str) -> str:
@@ -104,28 +112,31 @@ def _cell(metrics: dict | None, part: str, key: str) -> str:
     return f"{m[key]:.3f}{ci}"
 
 
-def render(results: dict[str, dict]) -> str:
+def render(results: dict[str, dict], probes: dict[str, dict] | None = None) -> str:
+    probes = probes or {}
     lines = ["## Table 1: low-quality ratio x method (test set, overall)", "",
-             "| method | ratio | kappa [95% CI] | accuracy [95% CI] | paper kappa | paper acc |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| method | ratio | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
+             "| paper kappa | paper acc |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     labels = {"baseline": "Baseline (ResNet)", "basiccl": "Basic CL (SimCLR)", "comcl": "CoMCL"}
     for m, label in labels.items():
         for (rname, shown), paper in zip((("native", "native"), ("70", "70%"), ("100", "100%")),
                                          PAPER_T1[m]):
             r = results.get(f"t1-{rname}-{m}")
             lines.append(f"| {label} | {shown} | {_cell(r, 'overall', 'kappa')} | "
-                         f"{_cell(r, 'overall', 'accuracy')} | {paper[0]:.3f} | {paper[1]:.3f} |")
+                         f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
+                         f"| {paper[0]:.3f} | {paper[1]:.3f} |")
     for title, rows in (("Table 2: ablations (native ratio)", TABLE2),
                         ("Table 3: level subsets (native ratio)", TABLE3)):
         lines += ["", f"## {title}", "",
                   "| method | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
-                  "| paper kappa | paper acc |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| kNN probe | paper kappa | paper acc |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for label, exp, paper in rows:
             r = results.get(exp)
             lines.append(f"| {label} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
-                         f"| {paper[0]:.3f} | {paper[1]:.3f} |")
+                         f"| {_probe(probes.get(exp))} | {paper[0]:.3f} | {paper[1]:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +167,7 @@ def render_cmd(from_json):
         proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
                               capture_output=True, text=True, check=True)
         data = json.loads(proc.stdout)
-    sys.stdout.write(render(collect(data)))
+    sys.stdout.write(render(collect(data), collect(data, "metrics/pretrain.json")))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,19 @@ def test_render_takes_the_newest_run_of_each_name(tmp_path):
     res = CliRunner().invoke(paper_tables.cli, ["render", "--from-json", str(path)])
     assert res.exit_code == 0, res.output
     row = next(li for li in res.output.splitlines() if li.startswith("| CoMCL | native"))
-    assert row.startswith("| CoMCL | native | 0.400 [0.300, 0.500] | 0.500 | 0.884 | 0.872 |")
+    assert row == ("| CoMCL | native | 0.400 [0.300, 0.500] | 0.500 | 0.400 [0.300, 0.500] "
+                   "| 0.884 | 0.872 |")
     assert "| CoMCL w/o SPL | 0.300 [0.200, 0.400] |" in res.output
+    assert "| n/a | 0.868 | 0.860 |" in res.output   # no pretrain.json: no probe
     v1 = next(li for li in res.output.splitlines() if li.startswith("| CoMCL_v1"))
     assert "n/a" in v1   # queued, not yet run
+
+
+def test_probe_column_reads_pretrain_metrics():
+    show = [{"rev": "c", "name": "main", "data": {}, "experiments": [{"name": "t2-no-spl", "revs": [
+        {"rev": "r", "name": "t2-no-spl", "data": {"timestamp": "t", "metrics": {
+            "metrics/pretrain.json": {"data": {"probe_first": {"accuracy": 0.61},
+                                               "probe_last": {"accuracy": 0.68}}}}}}]}]}]
+    probes = paper_tables.collect(show, "metrics/pretrain.json")
+    out = paper_tables.render({}, probes)
+    assert "| CoMCL w/o SPL | n/a | n/a | n/a | 0.610 -> 0.680 | 0.868 | 0.860 |" in out
