@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from comcl.atomic import atomic_file
 from comcl.encoder import build_backbone, load_encoder
 from comcl.errors import DataError
 
@@ -99,8 +100,6 @@ def targets(df, cfg: ClassifierConfig) -> np.ndarray:
 
 
 def save(model: Classifier, path: str | Path) -> None:
-    from comcl.atomic import atomic_file
-
     with atomic_file(path) as tmp:
         torch.save({"config": asdict(model.cfg),
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},

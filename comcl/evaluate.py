@@ -19,6 +19,7 @@ import torch
 
 from comcl import augment, classifier, manifest, paths
 from comcl.atomic import atomic_file, write_text
+from comcl.live_log import open_live
 from comcl.diagnosis_metrics import (confusion, grading_from_confusion, grading_metrics,
                                      multilabel_metrics, with_intervals)
 from comcl.errors import DataError
@@ -137,8 +138,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     result = evaluate_predictions(cfg, y, pred, prob, test["quality"].to_numpy(), n_boot, seed)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     if live_dir:
-        from dvclive import Live
-        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+        with open_live(live_dir) as live:
             if cfg.task == "multilabel":
                 for j, name in enumerate(cfg.classes):
                     if 0 < y[:, j].sum() < len(y):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from comcl import augment, classifier, distributed, manifest, paths
 from comcl.atomic import atomic_file, write_text
+from comcl.live_log import open_live
 from comcl.diagnosis_metrics import grading_metrics, multilabel_metrics
 from comcl.errors import DataError, ParamError
 from comcl.image_cache import resized
@@ -175,10 +176,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
                 print(f"finetune: resuming from {ckpt} after epoch {start_epoch}")
         elif info.main:
             print(f"finetune: {ckpt} is from other params or data; starting afresh")
-    live = None
-    if info.main and live_dir:
-        from dvclive import Live
-        live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=start_epoch > 0)
+    live = open_live(live_dir, resume=start_epoch > 0) if info.main else None
     t0, seen = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
         perm = rng_for(cfg.seed, "finetune", epoch).permutation(n)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from comcl import augment, contrastive, distributed, patch_store, probe
 from comcl.atomic import atomic_file, write_text
+from comcl.live_log import open_live
 from comcl.encoder import ContrastiveModel, build_backbone, save_encoder
 from comcl.errors import DataError, ParamError
 from comcl.params import Params
@@ -189,7 +190,7 @@ def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder
             # survive: an empty checkpoint folder, and dvclive curves cleared to a summary.
             Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
             (Path(ckpt_dir) / CHECKPOINT).unlink(missing_ok=True)
-            live = _live(live_dir, resume=False)
+            live = open_live(live_dir)
             if live is not None:
                 live.summary["method"] = "none"
                 live.end()
@@ -231,7 +232,7 @@ def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder
     ckpt_dir = Path(ckpt_dir)
     fp = fingerprint(cfg, store_dir, info.world)
     start, history = _resume(ckpt_dir / CHECKPOINT, fp, model, opt, moco, info)
-    live = _live(live_dir, resume=start > 0) if info.main else None
+    live = open_live(live_dir, resume=start > 0) if info.main else None
     probe_x = probe_y = None
     mem_rows = np.flatnonzero(~held_out)
     if held_out.any() and len(mem_rows):
@@ -375,13 +376,6 @@ def _save_ckpt(path: Path, fp: str, step: int, model, opt, moco, history, info) 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
-
-
-def _live(live_dir, resume: bool):
-    if not live_dir:
-        return None
-    from dvclive import Live
-    return Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resume)
 
 
 def _log_step(live, step, last, stats, lr, rate) -> None:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from comcl import detector as det
 from comcl import manifest, paths
 from comcl.atomic import atomic_file, write_text
+from comcl.live_log import open_live
 from comcl.errors import DataError
 from comcl.imagestore import ImageStore
 from comcl.params import Params
@@ -218,7 +219,7 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=1e-4)
     rng = rng_for(seed, "crops")
-    live = _live(live_dir)
+    live = open_live(live_dir)
     start = time.perf_counter()
     det.set_input_size(model, min(crop, size))
     model.train()
@@ -260,10 +261,3 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     if live is not None:
         live.end()
     return result
-
-
-def _live(live_dir):
-    if not live_dir:
-        return None
-    from dvclive import Live
-    return Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False)
