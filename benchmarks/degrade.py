@@ -13,8 +13,8 @@ Usage: python benchmarks/degrade.py [--size 512] [--images 16] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import time
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from comcl import degradation as D  # noqa: E402
-from comcl.codec import decode_image, encode_png
-from comcl.synth_fundus import render_fundus
+from comcl.data import degradation_fundus as D  # noqa: E402
+from comcl.data.synth_fundus import render_fundus
+from comcl.imaging.codec import decode_image, encode_png
 
 CONFIGS = {"illumination": ["illumination"], "spots": ["spots"], "blur": ["blur"],
            "all three": ["illumination", "spots", "blur"]}

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from comcl import detector as det  # noqa: E402
-from comcl.params import Params  # noqa: E402
-from comcl.synth_fundus import render_fundus  # noqa: E402
+from comcl.common.params import Params  # noqa: E402
+from comcl.data.synth_fundus import render_fundus  # noqa: E402
+from comcl.detection import detector as det  # noqa: E402
 
 
 def main() -> None:

@@ -23,9 +23,14 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from comcl import augment, contrastive  # noqa: E402
-from comcl.encoder import ContrastiveModel, build_backbone  # noqa: E402
-from comcl.pretrain_data import PoolSampler, global_meta, make_batch  # noqa: E402
+from comcl.common.distributed import DistInfo  # noqa: E402
+from comcl.common.placement import Placement, default_device  # noqa: E402
+from comcl.imaging import augment  # noqa: E402
+from comcl.pretraining import contrastive  # noqa: E402
+from comcl.pretraining.encoder import ContrastiveModel, build_backbone  # noqa: E402
+from comcl.pretraining.objectives import LevelObjective, StepMeta  # noqa: E402
+from comcl.pretraining.pool_sampler import BatchMaker, PoolSampler  # noqa: E402
+from comcl.pretraining.views import two_views  # noqa: E402
 
 
 def synthetic_store(n_per_pool: int = 256, size: int = 128):
@@ -45,8 +50,9 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=128 if cuda else 64)
     ap.add_argument("--per-pool", type=int, default=100 if cuda else 12)
     ap.add_argument("--quality-view-p", type=float, default=0.5)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = ap.parse_args()
-    dev = torch.device("cuda" if cuda else "cpu")
+    place = Placement.resolve(default_device(), args.precision)
     if (Path(args.store) / "patches.npy").exists():
         arr = np.load(Path(args.store) / "patches.npy", mmap_mode="r")
         index = pd.read_parquet(Path(args.store) / "index.parquet")
@@ -54,65 +60,49 @@ def main() -> None:
     else:
         arr, index = synthetic_store()
         source = "random patches (no store found)"
-    sampler = PoolSampler(index, args.per_pool, seed=0)
-    model = ContrastiveModel(build_backbone(args.backbone)).to(dev)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    batches = BatchMaker(arr, PoolSampler(index, args.per_pool, seed=0), args.quality_view_p, 0)
+    model, net = place.model(ContrastiveModel(build_backbone(args.backbone)), DistInfo())
+    spl = {"min_fraction": 0.2, "order": "easy_first"}
+    objective = LevelObjective(net, [(lv, 1.0) for lv in contrastive.LEVELS], 0.07, spl,
+                               DistInfo())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     aug = augment.AugmentConfig(args.input_size)
-    spl = {"step": 1, "total_steps": 2, "min_fraction": 0.2, "order": "easy_first"}
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
-    def train_step(x, pool, inst):
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-            z = model(x)
-        loss = sum(contrastive.level_loss(z, pool, inst, lv, 0.07, spl)[0]
-                   for lv in contrastive.LEVELS)
+    def train_step(x, meta):
+        with place.autocast():
+            loss, _ = objective(x, meta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def real_step(step):
-        b = make_batch(arr, sampler, step, 0, 1, args.quality_view_p, 0, "fundus", 512)
-        views = b.views.pin_memory() if cuda else b.views
-        views = views.to(dev, non_blocking=True)
-        n = len(b.positions)
-        g = torch.Generator().manual_seed(step)
-        p1, p2 = augment.sample_params(n, aug, g), augment.sample_params(n, aug, g)
-        x = torch.cat([augment.augment(views[:n], p1, aug), augment.augment(views[n:], p2, aug)])
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        train_step(x, b.pool.to(dev), b.instance.to(dev))
-        return n
+    def batch(step):
+        b = batches(step)
+        x = two_views(b.views, b.positions, len(b.positions), aug, 0, step, place)
+        return x, StepMeta(b.pool.to(place.device), b.instance.to(place.device), 1, 2)
 
-    n = real_step(0)  # warm-up, and the resident batch below
-    b = make_batch(arr, sampler, 0, 0, 1, args.quality_view_p, 0, "fundus", 512)
-    g = torch.Generator().manual_seed(0)
-    x_res = torch.cat([augment.augment(b.views[:n].to(dev), augment.sample_params(n, aug, g), aug),
-                       augment.augment(b.views[n:].to(dev), augment.sample_params(n, aug, g), aug)])
-    if cuda:
-        x_res = x_res.contiguous(memory_format=torch.channels_last)
-    pool, inst = global_meta(sampler, 0, 1)
-    pool, inst = pool.to(dev), inst.to(dev)
-    train_step(x_res, pool, inst)
+    x_res, meta_res = batch(0)  # warm-up, and the resident batch below
+    n = len(x_res) // 2
+    train_step(x_res, meta_res)
     sync()
 
     start = time.perf_counter()
     for s in range(1, args.steps + 1):
-        real_step(s)
+        train_step(*batch(s))
     sync()
     real = args.steps * n / (time.perf_counter() - start)
     start = time.perf_counter()
     for _ in range(args.steps):
-        train_step(x_res, pool, inst)
+        train_step(x_res, meta_res)
     sync()
     resident = args.steps * n / (time.perf_counter() - start)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"pretrain step on {name}: {args.backbone}, {args.input_size} px, batch {n} patches "
-          f"({2 * n} views), bf16={cuda}; patches from {source}")
+          f"({2 * n} views), {place.precision}, channels_last={place.channels_last}; "
+          f"patches from {source}")
     print(f"real loading + augmentation : {real:8.1f} patches/s")
     print(f"device-resident tensors     : {resident:8.1f} patches/s")
     print(f"ratio real / resident       : {real / resident:8.2f}")

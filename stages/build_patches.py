@@ -1,9 +1,9 @@
 """DVC stage `build_patches`: all lesion and healthy windows into one uint8 array."""
 import click
 
-from comcl import paths
-from comcl.patch_store import build
-from stages.options import degraded_option
+from comcl.common import paths
+from comcl.detection.patch_store import build
+from stages.options import degraded_option, one_line_errors
 
 
 @click.command(help="""Cut every lesion window (detect) and healthy window (crop_healthy) once
@@ -18,6 +18,7 @@ memory speed; draws a grid of windows per class and quality. Reads no params."""
 @click.option("--out", default=f"{paths.PATCHES}/store", show_default=True)
 @click.option("--figure", default=f"{paths.PLOTS}/patches/windows.png", show_default=True,
               help="Grid of windows ('' to skip).")
+@one_line_errors
 def main(lesion_boxes, healthy_boxes, degraded, out, figure):
     res = build(lesion_boxes, healthy_boxes, degraded, out, figure or None)
     click.echo(f"build_patches: {res['patches']} patches {res['per_pool']} -> {out}")

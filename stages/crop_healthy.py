@@ -1,10 +1,10 @@
 """DVC stage `crop_healthy`: random windows from the HH and LH training images."""
 import click
 
-from comcl import paths
-from comcl.crop_healthy import run
-from comcl.params import Params
-from stages.options import params_option, splits_option, degraded_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.detection.crop_healthy import run
+from stages.options import degraded_option, one_line_errors, params_option, splits_option
 
 
 @click.command(help="""Cut `patches.healthy_per_image` random `patches.size` windows from each
@@ -15,6 +15,7 @@ Reads params: patches.""")
 @splits_option
 @degraded_option
 @click.option("--out", default=f"{paths.PATCHES}/healthy_boxes.parquet", show_default=True)
+@one_line_errors
 def main(params_path, splits, degraded, out):
     res = run(Params.load(params_path), splits, degraded, out)
     click.echo(f"crop_healthy: {res['windows']} windows from {res['images']} images -> {out}")

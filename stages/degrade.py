@@ -1,10 +1,10 @@
 """DVC stage `degrade`: degrade high-quality images up to `degrade.target_ratio` per split."""
 import click
 
-from comcl import paths
-from comcl.degrade import run
-from comcl.params import Params
-from stages.options import params_option, workers_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.data.degrade import run
+from stages.options import one_line_errors, params_option, workers_option
 
 
 @click.command(help="""Degrade randomly chosen high-quality images of each split (fundus:
@@ -20,6 +20,7 @@ Reads params: degrade.""")
 @click.option("--preview", default=f"{paths.PLOTS}/degrade/preview.png", show_default=True,
               help="Before/after figure ('' to skip).")
 @workers_option
+@one_line_errors
 def main(params_path, prepared, out, preview, workers):
     fractions = run(Params.load(params_path), prepared, out, preview or None, workers)
     shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(fractions.items()))

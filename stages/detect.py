@@ -1,10 +1,10 @@
 """DVC stage `detect`: lesion windows on the HL and LL training images."""
 import click
 
-from comcl import paths
-from comcl.detect import run
-from comcl.params import Params
-from stages.options import params_option, splits_option, degraded_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.detection.detect import run
+from stages.options import degraded_option, one_line_errors, params_option, splits_option
 
 
 @click.command(help="""Run the lesion detector on the HL and LL training images (batched,
@@ -21,6 +21,7 @@ and a figure. Reads params: detect, patches.size.""")
 @click.option("--metrics", default=f"{paths.METRICS}/detect.json", show_default=True)
 @click.option("--figure", default=f"{paths.PLOTS}/detect/windows.png", show_default=True,
               help="Boxes and windows on a few images ('' to skip).")
+@one_line_errors
 def main(params_path, splits, degraded, model, out, metrics, figure):
     res = run(Params.load(params_path), splits, degraded, model, out, metrics, figure or None)
     extra = (f", window precision {res['window_precision']}, lesion recall {res['lesion_recall']}"

@@ -1,10 +1,16 @@
 """DVC stage `evaluate`: test metrics overall and per quality, plots and Grad-CAM."""
 import click
 
-from comcl import paths
-from comcl.evaluate import run
-from comcl.params import Params
-from stages.options import params_option, splits_option, degraded_option, workers_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.diagnosis.evaluate import run
+from stages.options import (
+    degraded_option,
+    one_line_errors,
+    params_option,
+    splits_option,
+    workers_option,
+)
 
 
 @click.command(help="""Evaluate models/classifier.pt on the test split: quadratic weighted
@@ -22,6 +28,7 @@ Grad-CAM saliency of a fixed set of test images. Reads params: evaluate.""")
 @click.option("--figure", default=f"{paths.PLOTS}/evaluate/gradcam.png", show_default=True,
               help="Grad-CAM figure ('' to skip).")
 @workers_option
+@one_line_errors
 def main(params_path, splits, degraded, model, metrics, live_dir, figure, workers):
     res = run(Params.load(params_path), splits, degraded, model, metrics, live_dir or None,
               figure or None, workers)

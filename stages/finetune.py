@@ -1,10 +1,17 @@
 """DVC stage `finetune`: the diagnosis model on whole images, from the pretrained encoder."""
 import click
 
-from comcl import paths
-from comcl.finetune import run
-from comcl.params import Params
-from stages.options import params_option, splits_option, degraded_option, workers_option, device_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.diagnosis.finetune import run
+from stages.options import (
+    degraded_option,
+    device_option,
+    one_line_errors,
+    params_option,
+    splits_option,
+    workers_option,
+)
 
 
 @click.command(help="""Fine-tune a ResNet classifier initialised from models/encoder.pt (random
@@ -26,6 +33,7 @@ checkpoints (models/finetune_ckpt/). Runs under torchrun for DDP. Reads params: 
 @device_option
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True,
               help="Stop after this many epochs (simulates an interruption).")
+@one_line_errors
 def main(params_path, splits, degraded, encoder, model, metrics, checkpoints, live_dir, workers,
          device, stop_after_epochs):
     res = run(Params.load(params_path), splits, degraded, encoder, model, metrics, checkpoints,

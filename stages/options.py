@@ -1,7 +1,10 @@
 """Click options shared by the stage commands (same names, defaults and help everywhere)."""
+import functools
+
 import click
 
-from comcl import paths
+from comcl.common import paths
+from comcl.common.errors import PipelineError
 
 params_option = click.option(
     "--params", "params_path", default=paths.PARAMS, show_default=True,
@@ -18,3 +21,14 @@ workers_option = click.option(
 device_option = click.option(
     "--device", type=click.Choice(["auto", "cpu"]), default="auto", show_default=True,
     help="auto: CUDA when available.")
+
+
+def one_line_errors(fn):
+    """Print the library's ``PipelineError`` as one ``Error: ...`` line, exit status 1."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            raise click.ClickException(str(exc)) from None
+    return wrapper

@@ -1,10 +1,10 @@
 """DVC stage `prepare`: build data/prepared/ from the configured data source."""
 import click
 
-from comcl import paths
-from comcl.params import Params
-from comcl.prepare import run
-from stages.options import params_option, workers_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.data.prepare import run
+from stages.options import one_line_errors, params_option, workers_option
 
 
 @click.command(help="""Build data/prepared/ from `data.source` (params.yaml).
@@ -17,6 +17,7 @@ manifest.parquet, dataset.json and aux/. Reads params: data, synthetic.""")
 @click.option("--out", default=paths.PREPARED, show_default=True,
               type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
 @workers_option
+@one_line_errors
 def main(params_path, out, workers):
     info = run(Params.load(params_path), out, workers)
     click.echo(f"prepare: {info['counts']} images from {info['source']} -> {out}")

@@ -1,10 +1,10 @@
 """DVC stage `pretrain`: CoMCL multi-level contrastive pretraining with SPL."""
 import click
 
-from comcl import paths
-from comcl.params import Params
-from comcl.pretrain import run
-from stages.options import params_option, device_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.pretraining.pretrain import run
+from stages.options import device_option, one_line_errors, params_option
 
 
 @click.command(help="""Pretrain the encoder on the patch store with `pretrain.method`: comcl
@@ -26,6 +26,7 @@ DDP (`torchrun --nproc_per_node N -m stages.pretrain`). Reads params: pretrain, 
 @device_option
 @click.option("--stop-after-steps", type=int, default=None, hidden=True,
               help="Stop (with a checkpoint) after this many steps: simulates an interruption.")
+@one_line_errors
 def main(params_path, store, dataset_info, encoder, metrics, checkpoints, live_dir, device,
          stop_after_steps):
     res = run(Params.load(params_path), store, dataset_info, encoder, metrics, checkpoints,

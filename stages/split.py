@@ -1,10 +1,10 @@
 """DVC stage `split`: validation carve-out and the subsets HL, LL, HH, LH."""
 import click
 
-from comcl import paths
-from comcl.params import Params
-from comcl.split import run
-from stages.options import params_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.data.split import run
+from stages.options import one_line_errors, params_option
 
 
 @click.command(help="""Carve a validation split out of the training images (stratified by
@@ -18,6 +18,7 @@ low-quality fractions to metrics/data.json. Reads params: split.""")
               type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
 @click.option("--metrics", default=f"{paths.METRICS}/data.json", show_default=True,
               help="Counts and fractions per split ('' to skip).")
+@one_line_errors
 def main(params_path, manifest_path, out, metrics):
     summary = run(Params.load(params_path), manifest_path, out, metrics or None)
     click.echo(f"split: subsets {summary['subsets']}, val {summary['val']['images']}, "

@@ -1,10 +1,10 @@
 """DVC stage `train_detector`: Faster R-CNN lesion detector on the auxiliary set."""
 import click
 
-from comcl import paths
-from comcl.params import Params
-from comcl.train_detector import run
-from stages.options import params_option
+from comcl.common import paths
+from comcl.common.params import Params
+from comcl.detection.train_detector import run
+from stages.options import one_line_errors, params_option
 
 
 @click.command(help="""Train the lesion detector (torchvision Faster R-CNN; `detector.arch`:
@@ -22,6 +22,7 @@ in metrics/detector.json, with a figure of predictions. Reads params: detector."
               help="Predictions vs ground truth ('' to skip).")
 @click.option("--live-dir", default="dvclive/train_detector", show_default=True,
               help="dvclive folder for the training curves ('' to skip).")
+@one_line_errors
 def main(params_path, prepared, model, metrics, figure, live_dir):
     res = run(Params.load(params_path), prepared, model, metrics, figure or None, live_dir or None)
     click.echo(f"train_detector: AP@0.5 {res['ap50']}, mean {res['map50']} "

@@ -59,8 +59,8 @@ def tree_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """prepare -> degrade -> split on tiny params, once per session (read-only for tests)."""
-    from comcl import degrade, prepare, split
-    from comcl.params import Params
+    from comcl.common.params import Params
+    from comcl.data import degrade, prepare, split
 
     root = tmp_path_factory.mktemp("tiny")
     params = Params.load(write_params(root / "params.yaml"))
@@ -75,8 +75,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_patches(tiny_data):
     """train_detector -> detect -> crop_healthy -> build_patches on the tiny data."""
-    from comcl import crop_healthy, detect, patch_store, train_detector
-    from comcl.params import Params
+    from comcl.common.params import Params
+    from comcl.detection import crop_healthy, detect, patch_store, train_detector
 
     root = tiny_data
     params = Params.load(root / "params.yaml")
@@ -95,8 +95,9 @@ def tiny_patches(tiny_data):
 @pytest.fixture(scope="session")
 def tiny_models(tiny_patches):
     """pretrain -> finetune -> evaluate on the tiny data."""
-    from comcl import evaluate, finetune, pretrain
-    from comcl.params import Params
+    from comcl.common.params import Params
+    from comcl.diagnosis import evaluate, finetune
+    from comcl.pretraining import pretrain
 
     root = tiny_patches
     params = Params.load(root / "params.yaml")

@@ -1,11 +1,10 @@
 """CoMCL losses against naive per-anchor loops; SPL selection and its gradients."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from comcl import contrastive as C
+from comcl.pretraining import contrastive as C
 
 HL, LL, HH, LH = C.HL, C.LL, C.HH, C.LH
 

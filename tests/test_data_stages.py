@@ -9,12 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
-from comcl import degrade, manifest, prepare, split
-from comcl.errors import DataError, ParamError
-from comcl.imagestore import ImageStore
-from comcl.params import Params
 from conftest import tree_digest, write_params
+
+from comcl.common import manifest
+from comcl.common.errors import DataError, ParamError
+from comcl.common.params import Params
+from comcl.data import degrade, prepare, split
+from comcl.imaging.imagestore import ImageStore
 
 
 def load_params(tmp_path, *overrides):
@@ -219,7 +220,7 @@ def test_cli_reports_bad_params_without_traceback(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("suffix,cut", [(".jpeg", 0.5), (".png", 0.6)])
 def test_truncated_image_file_names_the_file(tmp_path, suffix, cut):
-    from comcl.codec import read_image_file
+    from comcl.imaging.codec import read_image_file
     img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     path = tmp_path / f"broken{suffix}"
     cv2.imwrite(str(path), img)

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from comcl import degradation as D
-from comcl.synth_fundus import render_fundus
+from comcl.data import degradation_fundus as D
+from comcl.data.synth_fundus import render_fundus
 
 SIZE = 256
 

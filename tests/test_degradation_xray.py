@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from comcl import degradation_xray as dx
-from comcl.degrade import model_for
-from comcl.synth_chest import render_chest
+from comcl.data import degradation_xray as dx
+from comcl.data.degrade import model_for
+from comcl.data.synth_chest import render_chest
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from comcl import classifier, evaluate, finetune, prepare, degrade, split, pretrain
-from comcl.params import Params
 from conftest import write_params
+
+from comcl.common.params import Params
+from comcl.data import degrade, prepare, split
+from comcl.diagnosis import classifier, evaluate, finetune
+from comcl.pretraining import pretrain
 
 
 def test_mse_regression_rounds_at_k_minus_half():
@@ -19,7 +21,7 @@ def test_mse_regression_rounds_at_k_minus_half():
 
 
 def test_finetune_starts_from_the_pretrained_encoder(tiny_models):
-    from comcl.encoder import load_encoder
+    from comcl.pretraining.encoder import load_encoder
     enc = load_encoder(tiny_models / "encoder.pt")["state_dict"]
     model = classifier.from_encoder(tiny_models / "encoder.pt", "grading", list("01234"), "ce", 32)
     for k, v in enc.items():

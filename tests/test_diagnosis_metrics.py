@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, recall_score
 
-from comcl.diagnosis_metrics import (confusion, grading_from_confusion, grading_metrics,
-                                     multilabel_metrics, with_intervals)
+from comcl.diagnosis.metrics import (
+    confusion,
+    grading_from_confusion,
+    grading_metrics,
+    multilabel_metrics,
+    with_intervals,
+)
 
 Y_TRUE = np.array([0, 0, 1, 2, 2, 3, 4, 4, 1, 0, 2, 3, 3, 4, 0])
 Y_PRED = np.array([0, 1, 1, 2, 3, 3, 4, 2, 0, 0, 2, 4, 3, 4, 0])

@@ -1,11 +1,11 @@
-"""Field-of-view detection and crop of real fundus photographs (comcl.fundus_fov)."""
+"""Field-of-view detection and crop of real fundus photographs (comcl.data.fundus_fov)."""
 import cv2
 import numpy as np
 import pytest
-
-from comcl import fundus_fov
-from comcl.codec import read_image_file
 from conftest import FIXTURES
+
+from comcl.data import fundus_fov
+from comcl.imaging.codec import read_image_file
 
 EYEQ_IMAGES = FIXTURES / "eyeq" / "images"
 needs_fixtures = pytest.mark.skipif(

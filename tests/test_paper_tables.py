@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from comcl import paper_tables
+from comcl.experiments import paper_tables
 
 
 def test_grid_covers_the_three_tables_with_explicit_params():

@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from comcl import detector as det
-from comcl.detect import keep_boxes, lesion_coverage
-from comcl.errors import ParamError
-from comcl.imagestore import ImageStore
-from comcl.lesions import class_bit
-from comcl.patch_store import load
-from comcl.params import Params
-from comcl.windows import random_windows, window_around
+from comcl.common.errors import ParamError
+from comcl.common.params import Params
+from comcl.detection import detector as det
+from comcl.detection.detect import keep_boxes, lesion_coverage
+from comcl.detection.patch_store import load
+from comcl.detection.windows import random_windows, window_around
+from comcl.imaging.imagestore import ImageStore
+from comcl.imaging.lesion_classes import class_bit
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -1,19 +1,19 @@
 """Pretraining: sampler, views, augmentation, variants, resume, and DDP equivalence."""
 import json
-import os
 import socket
 import sys
 
 import numpy as np
 import pytest
 import torch
-
-from comcl import augment, patch_store
-from comcl.encoder import load_encoder
-from comcl.params import Params
-from comcl.pretrain import run
-from comcl.pretrain_data import POOL_IDS, PoolSampler, degrade_patch, global_meta, make_batch
 from conftest import REPO, run_cmd, write_params
+
+from comcl.common.params import Params
+from comcl.detection import patch_store
+from comcl.imaging import augment
+from comcl.pretraining.encoder import load_encoder
+from comcl.pretraining.pool_sampler import POOL_IDS, BatchMaker, PoolSampler, degrade_patch
+from comcl.pretraining.pretrain import run
 
 FAST = {}  # conftest.TINY already holds tiny pretraining settings
 
@@ -47,14 +47,18 @@ def test_sampler_draws_per_pool_from_every_pool_deterministically(tiny_patches):
 def test_second_view_is_degraded_only_when_flagged(tiny_patches):
     arr, index = patch_store.load(tiny_patches / "store")
     sampler = PoolSampler(index, 2, seed=0)
-    b = make_batch(arr, sampler, 0, 0, 1, 1.0, 0, "fundus", 128)
+    b = BatchMaker(arr, sampler, 1.0, 0, "fundus", 128)(0)
     n = len(b.positions)
     assert b.views.shape == (2 * n, 3, 48, 48) and b.views.dtype == torch.uint8
     assert all(not torch.equal(b.views[i], b.views[n + i]) for i in range(n))
-    b0 = make_batch(arr, sampler, 0, 0, 1, 0.0, 0, "fundus", 128)
+    b0 = BatchMaker(arr, sampler, 0.0, 0, "fundus", 128)(0)
     assert torch.equal(b0.views[:n], b0.views[n:])
-    pool, inst = global_meta(sampler, 0, 1)
-    assert torch.equal(pool, b0.pool) and torch.equal(inst, b0.instance)
+    assert torch.equal(b0.instance, torch.from_numpy(np.concatenate([b0.positions] * 2)))
+    # two ranks: the global labels are each rank's (view 1, view 2) in rank order
+    ranks = [BatchMaker(arr, sampler, 0.0, 0, "fundus", 128, r, 2)(0) for r in range(2)]
+    assert torch.equal(ranks[0].instance, ranks[1].instance)
+    want = np.concatenate([np.concatenate([r.positions] * 2) for r in ranks])
+    assert torch.equal(ranks[0].instance, torch.from_numpy(want))
 
 
 def test_degrade_patch_is_seeded_and_keeps_the_shape():
@@ -183,7 +187,7 @@ def test_two_gloo_processes_give_the_one_process_loss(tmp_path, tiny_patches):
 
 @pytest.mark.parametrize("shape", [(6, 4, 5, 5), (6, 4)])
 def test_dist_batchnorm_equals_batchnorm_in_one_process(shape):
-    from comcl.distributed import convert_batchnorm
+    from comcl.common.distributed import convert_batchnorm
     torch.manual_seed(0)
     bn = torch.nn.BatchNorm2d(4) if len(shape) == 4 else torch.nn.BatchNorm1d(4)
     with torch.no_grad():

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import FIXTURES, clone_repo, run_cmd
 
 pytestmark = [

@@ -4,13 +4,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from comcl import degrade, manifest, prepare, source_chestxray14 as cx, sources, split
-from comcl.codec import decode_image
-from comcl.errors import DataError, ParamError
-from comcl.lesions import CHEST_DISEASES
-from comcl.params import Params
 from conftest import FIXTURES, write_params
+
+from comcl.common import manifest
+from comcl.common.errors import DataError, ParamError
+from comcl.common.params import Params
+from comcl.data import degrade, prepare, sources, split
+from comcl.data import source_chestxray14 as cx
+from comcl.imaging.codec import decode_image
+from comcl.imaging.lesion_classes import CHEST_DISEASES
 
 CXR = FIXTURES / "chestxray14"
 needs_fixtures = pytest.mark.skipif(

@@ -5,14 +5,15 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from comcl import manifest, prepare, source_eyeq, sources
-from comcl.codec import decode_image
-from comcl.errors import DataError, ParamError
-from comcl.imagestore import ImageStore
-from comcl.params import Params
-from comcl.synth_fundus import render_fundus
 from conftest import FIXTURES, write_params
+
+from comcl.common import manifest
+from comcl.common.errors import DataError, ParamError
+from comcl.common.params import Params
+from comcl.data import prepare, source_eyeq, sources
+from comcl.data.synth_fundus import render_fundus
+from comcl.imaging.codec import decode_image
+from comcl.imaging.imagestore import ImageStore
 
 EYEQ = FIXTURES / "eyeq"
 needs_fixtures = pytest.mark.skipif(
@@ -185,8 +186,8 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 @needs_fixtures
 def test_reduced_jpeg_decode_matches_the_full_decode():
-    from comcl import fundus_fov
-    from comcl.codec import read_image_file
+    from comcl.data import fundus_fov
+    from comcl.imaging.codec import read_image_file
 
     path = EYEQ / "images" / "129_left.jpeg"  # 4752 x 3168
     small, factor, shape = source_eyeq.read_photo(path, 512)

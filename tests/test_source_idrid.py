@@ -3,14 +3,14 @@ import os
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 from PIL import Image
 
-from comcl import fundus_fov, sources, source_idrid
-from comcl.codec import decode_image, read_image_file
-from comcl.errors import DataError, ParamError
-from comcl.lesions import LESION_CLASSES
-from comcl.params import Params
-from conftest import FIXTURES
+from comcl.common.errors import DataError, ParamError
+from comcl.common.params import Params
+from comcl.data import fundus_fov, source_idrid, sources
+from comcl.imaging.codec import decode_image, read_image_file
+from comcl.imaging.lesion_classes import LESION_CLASSES
 
 IDRID = FIXTURES / "idrid"
 SEG = IDRID / "A. Segmentation"

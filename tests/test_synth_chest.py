@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from comcl import degrade, manifest, prepare, split
-from comcl.boxes import mask_boxes
-from comcl.imagestore import ImageStore
-from comcl.lesions import CHEST_DISEASES
-from comcl.params import Params
-from comcl.synth_chest import render_chest
 from conftest import write_params
+
+from comcl.common import manifest
+from comcl.common.params import Params
+from comcl.data import degrade, prepare, split
+from comcl.data.synth_chest import render_chest
+from comcl.imaging.imagestore import ImageStore
+from comcl.imaging.lesion_classes import CHEST_DISEASES
+from comcl.imaging.mask_boxes import mask_boxes
 
 CHEST = {"synthetic": {"profile": "chest", "image_size": 64, "n_train": 24, "n_test": 12,
                        "n_aux": 4},

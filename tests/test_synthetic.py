@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from comcl.boxes import mask_boxes
-from comcl.lesions import LESION_CLASSES, class_mask
-from comcl.synth_fundus import LOAD_RANGES, grade_from_load, render_fundus, sample_load
+from comcl.data.synth_fundus import LOAD_RANGES, grade_from_load, render_fundus, sample_load
+from comcl.imaging.lesion_classes import LESION_CLASSES, class_mask
+from comcl.imaging.mask_boxes import mask_boxes
 
 
 def test_grade_rule():

@@ -1,0 +1,177 @@
+"""The ``detect`` stage: lesion windows on the HL and LL training images.
+
+The detector runs batched under ``torch.inference_mode`` on all cores. A box is kept when
+its score is above ``detect.conf``, its longer side is at most ``patches.size`` and it
+lies at least ``detect.border`` px from every image edge; the best
+``detect.max_per_image`` boxes per image are expanded to a ``patches.size`` square window
+that contains the box, inside the image, at a random offset (seeded per image and box).
+Writes ``data/patches/lesion_boxes.parquet`` and ``metrics/detect.json`` (counts, images
+without a kept box and, when the data has lesion masks, window precision and lesion
+recall).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from comcl.common import manifest, paths
+from comcl.common.atomic import atomic_file, write_text
+from comcl.common.errors import DataError
+from comcl.common.params import Params
+from comcl.common.seeding import rng_for
+from comcl.common.placement import setup_threads
+from comcl.detection import detector as det
+from comcl.detection.windows import window_around
+from comcl.imaging.imagestore import ImageStore
+from comcl.imaging.mask_boxes import mask_boxes
+
+LESION_COLUMNS = ["image_id", "x0", "y0", "x1", "y1", "score", "lesion_class", "subset",
+                  "quality", "box_x0", "box_y0", "box_x1", "box_y1"]
+
+
+def keep_boxes(pred: dict, conf: float, size: int, border: int, width: int, height: int,
+               limit: int) -> list[tuple]:
+    """(box, score, label) of the predictions passing the score, size and border rules."""
+    boxes, scores, labels = pred["boxes"].numpy(), pred["scores"].numpy(), pred["labels"].numpy()
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    ok = (scores > conf) & (side <= size) & (boxes[:, 0] >= border) & (boxes[:, 1] >= border) \
+        & (boxes[:, 2] <= width - border) & (boxes[:, 3] <= height - border)
+    idx = np.flatnonzero(ok)
+    idx = idx[np.argsort(-scores[idx], kind="stable")][:limit]
+    return [(boxes[i], float(scores[i]), int(labels[i])) for i in idx]
+
+
+def lesion_coverage(windows: pd.DataFrame, masks: dict[str, np.ndarray],
+                    mask_classes=None) -> dict:
+    """Window precision (windows holding a lesion pixel) and lesion recall (lesion
+    components whose box lies inside some window), from ground-truth masks."""
+    hits = []
+    for w in windows.itertuples():
+        m = masks[w.image_id]
+        hits.append(bool(m[w.y0:w.y1, w.x0:w.x1].any()))
+    comps = covered = 0
+    per_class: dict[str, list[int]] = {}
+    for iid, m in masks.items():
+        wins = windows[windows["image_id"] == iid][["x0", "y0", "x1", "y1"]].to_numpy()
+        for b in mask_boxes(m, *([mask_classes] if mask_classes else [])):
+            inside = bool(len(wins)) and bool(((wins[:, 0] <= b["x0"]) & (wins[:, 1] <= b["y0"])
+                                               & (wins[:, 2] >= b["x1"]) & (wins[:, 3] >= b["y1"])).any())
+            comps += 1
+            covered += inside
+            c = per_class.setdefault(b["lesion_class"], [0, 0])
+            c[0] += 1
+            c[1] += inside
+    return {"window_precision": round(float(np.mean(hits)), 4) if hits else None,
+            "lesion_recall": round(covered / comps, 4) if comps else None,
+            "lesion_components": comps,
+            "lesion_recall_per_class": {k: round(v[1] / v[0], 4) for k, v in sorted(per_class.items())}}
+
+
+def run(params: Params, splits: str | Path, degraded: str | Path, model_path: str | Path,
+        out: str | Path, metrics_out: str | Path | None, figure: str | Path | None = None,
+        progress: bool = True) -> dict:
+    conf = params.number("detect.conf", 0.0, 1.0, hi_open=True)
+    border = params.integer("detect.border", lo=0)
+    limit = params.integer("detect.max_per_image", lo=1)
+    batch = params.integer("detect.batch_size", lo=1)
+    seed = params.integer("detect.seed")
+    size = params.integer("patches.size", lo=8)
+    setup_threads()
+    model, cfg = det.load(model_path)
+    images = manifest.read_subsets(Path(splits), ("HL", "LL"))
+    if images.empty:
+        raise DataError(f"{splits}: HL and LL are both empty: no lesion image to detect on")
+    store = ImageStore(Path(degraded) / paths.IMAGES)
+    rows, masks, without = [], {}, []
+    bar = tqdm(total=len(images), desc="detect", unit="img", disable=not progress)
+    for start in range(0, len(images), batch):
+        chunk = images.iloc[start:start + batch]
+        recs = [store.record(i) for i in chunk["image_id"]]
+        inputs, scales = [], []
+        for r in recs:
+            h, w = r.image.shape[:2]
+            img = r.image if (h, w) == (cfg.image_size,) * 2 else \
+                cv2.resize(r.image, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
+            inputs.append(det.to_tensor(img))
+            scales.append(np.array([w, h, w, h], np.float32) / cfg.image_size)
+        with torch.inference_mode():
+            preds = model(inputs)
+        for r, (_, row), pred, scale in zip(recs, chunk.iterrows(), preds, scales):
+            h, w = r.image.shape[:2]
+            pred = {k: v.cpu() for k, v in pred.items()}
+            pred["boxes"] = pred["boxes"] * torch.from_numpy(scale)
+            kept = keep_boxes(pred, conf, size, border, w, h, limit)
+            n_before = len(rows)
+            for k, (box, score, label) in enumerate(kept):
+                win = window_around(box, size, w, h, rng_for(seed, r.image_id, k))
+                if win is None:
+                    continue
+                rows.append({"image_id": r.image_id, "x0": win[0], "y0": win[1], "x1": win[2],
+                             "y1": win[3], "score": score, "lesion_class": cfg.classes[label - 1],
+                             "subset": row["subset"], "quality": row["quality"],
+                             "box_x0": float(box[0]), "box_y0": float(box[1]),
+                             "box_x1": float(box[2]), "box_y1": float(box[3])})
+            if len(rows) == n_before:
+                without.append(r.image_id)
+            if r.lesion_mask is not None:
+                masks[r.image_id] = r.lesion_mask
+        bar.update(len(chunk))
+    bar.close()
+    boxes = pd.DataFrame(rows, columns=LESION_COLUMNS).astype(
+        {"x0": "int32", "y0": "int32", "x1": "int32", "y1": "int32", "score": "float32"})
+    manifest.write(boxes, out)
+    summary = {"images": len(images), "windows": len(boxes),
+               "images_without_window": len(without),
+               "windows_per_subset": {s: int((boxes["subset"] == s).sum()) for s in ("HL", "LL")},
+               "windows_per_class": {c: int((boxes["lesion_class"] == c).sum()) for c in cfg.classes},
+               "conf": conf}
+    if masks:
+        info = manifest.read_info(Path(degraded))
+        summary.update(lesion_coverage(boxes, masks, info.get("mask_classes")))
+    if without:
+        print(f"detect: {len(without)} of {len(images)} lesion images have no kept box "
+              f"(first: {', '.join(without[:5])})")
+    if metrics_out:
+        write_text(metrics_out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if figure:
+        draw_windows(store, boxes, images, figure)
+    return summary
+
+
+def draw_windows(store: ImageStore, boxes: pd.DataFrame, images: pd.DataFrame, path,
+                 n: int = 4) -> None:
+    """A few HL/LL images with their kept boxes (red) and windows (yellow)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    picks = []
+    for subset in ("HL", "LL"):
+        ids = sorted(images.loc[images["subset"] == subset, "image_id"])
+        picks += ids[: n // 2]
+    picks = picks or sorted(images["image_id"])[:n]
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 4.5), squeeze=False)
+    for ax, iid in zip(axes[0], picks):
+        img = store.image(iid)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        for b in boxes[boxes["image_id"] == iid].itertuples():
+            ax.add_patch(Rectangle((b.x0, b.y0), b.x1 - b.x0, b.y1 - b.y0, fill=False,
+                                   ec="yellow", lw=0.8))
+            ax.add_patch(Rectangle((b.box_x0, b.box_y0), b.box_x1 - b.box_x0,
+                                   b.box_y1 - b.box_y0, fill=False, ec="red", lw=0.8))
+            ax.text(b.box_x0, b.box_y0 - 2, f"{b.lesion_class} {b.score:.2f}", color="red",
+                    fontsize=6)
+        sub = images.loc[images["image_id"] == iid, "subset"].iloc[0]
+        ax.set_title(f"{iid} ({sub})", fontsize=8)
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90, metadata={"Software": None})
+    plt.close(fig)

@@ -1,0 +1,116 @@
+"""The diagnosis model: the (pretrained) ResNet encoder with a task head.
+
+Tasks (``dataset.json``): ``grading`` (5 DR grades) with ``finetune.loss: ce`` (softmax,
+cross-entropy) or ``mse`` (one output regressed on the grade and rounded at k - 0.5, as
+the public DR baselines do); ``multilabel`` (one sigmoid output per disease, BCE).
+``models/classifier.pt`` holds the config and the state dict (``weights_only`` loading).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from comcl.common.atomic import atomic_file
+from comcl.common.errors import DataError
+from comcl.pretraining.encoder import build_backbone, load_encoder
+
+LOSSES = ("ce", "mse")
+
+
+@dataclass
+class ClassifierConfig:
+    backbone: str
+    task: str
+    classes: list[str]
+    loss: str
+    image_size: int
+    init: str            # pretraining method the weights came from ("none": random)
+
+    @property
+    def outputs(self) -> int:
+        if self.task == "multilabel":
+            return len(self.classes)
+        return 1 if self.loss == "mse" else len(self.classes)
+
+
+class Classifier(nn.Module):
+    def __init__(self, cfg: ClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.backbone)
+        self.fc = nn.Linear(self.backbone.feature_dim, cfg.outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.backbone(x))
+
+
+def from_encoder(encoder_path: str | Path, task: str, classes: list[str], loss: str,
+                 image_size: int) -> Classifier:
+    blob = load_encoder(encoder_path)
+    cfg = ClassifierConfig(blob["backbone"], task, list(classes), loss, image_size,
+                           blob.get("method", "none"))
+    model = Classifier(cfg)
+    if "state_dict" in blob:
+        missing, unexpected = model.backbone.load_state_dict(blob["state_dict"], strict=False)
+        if missing or unexpected:
+            raise DataError(f"{encoder_path}: encoder does not match a {cfg.backbone} "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
+
+
+def loss_fn(cfg: ClassifierConfig):
+    if cfg.task == "multilabel":
+        return lambda out, y: nn.functional.binary_cross_entropy_with_logits(out.float(), y.float())
+    if cfg.loss == "mse":
+        return lambda out, y: nn.functional.mse_loss(out.float().squeeze(1), y.float())
+    return lambda out, y: nn.functional.cross_entropy(out.float(), y.long())
+
+
+def decode(cfg: ClassifierConfig, out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted labels, scores): grades and class probabilities (or the regressed value),
+    or 0/1 per disease and sigmoid probabilities."""
+    out = out.float()
+    if cfg.task == "multilabel":
+        prob = torch.sigmoid(out).cpu().numpy()
+        return (prob >= 0.5).astype(int), prob
+    if cfg.loss == "mse":
+        value = out.squeeze(1).cpu().numpy()
+        # Round at k - 0.5: below 0.5 is grade 0, [0.5, 1.5) grade 1, ...
+        grade = np.clip(np.floor(value + 0.5), 0, len(cfg.classes) - 1).astype(int)
+        return grade, value[:, None]
+    prob = torch.softmax(out, 1).cpu().numpy()
+    return prob.argmax(1), prob
+
+
+def targets(df, cfg: ClassifierConfig) -> np.ndarray:
+    """Training targets from a manifest: grades, or a (N, L) 0/1 matrix of diseases."""
+    if cfg.task == "multilabel":
+        index = {c: i for i, c in enumerate(cfg.classes)}
+        y = np.zeros((len(df), len(cfg.classes)), np.float32)
+        for r, labels in enumerate(df["labels"]):
+            for name in labels:
+                if name in index:
+                    y[r, index[name]] = 1.0
+        return y
+    return df["label"].to_numpy().astype(np.int64)
+
+
+def save(model: Classifier, path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        torch.save({"config": asdict(model.cfg),
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+                   tmp)
+
+
+def load(path: str | Path) -> Classifier:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: classifier not found; run `finetune` first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = Classifier(ClassifierConfig(**blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()

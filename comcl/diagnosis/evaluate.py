@@ -1,0 +1,159 @@
+"""The ``evaluate`` stage: test-split metrics overall and per quality, with intervals.
+
+Grading: quadratic weighted kappa, accuracy, macro F1, per-class recall; multi-label:
+per-label kappa and accuracy averaged, macro AUROC (``comcl.diagnosis.metrics``). Each
+overall and on the high- and low-quality test images, with 95% bootstrap intervals
+(``evaluate.bootstrap`` resamples, ``evaluate.seed``), nested in ``metrics/eval.json`` so
+that ``dvc metrics diff`` lists them. dvclive plots: the confusion matrix (grading) or a
+ROC curve per disease (multi-label). Grad-CAM saliency of a fixed set of test lesion
+images (the paper's Fig. 3) in ``plots/evaluate/gradcam.png``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from comcl.common import manifest, paths
+from comcl.common.atomic import atomic_file, write_text
+from comcl.common.errors import DataError
+from comcl.common.live_log import open_live
+from comcl.common.params import Params
+from comcl.common.placement import Placement, default_device, setup_threads
+from comcl.diagnosis import classifier
+from comcl.diagnosis.predict import predict
+from comcl.diagnosis.metrics import (
+    confusion,
+    grading_from_confusion,
+    grading_metrics,
+    multilabel_metrics,
+    with_intervals,
+)
+from comcl.imaging import augment
+from comcl.imaging.image_cache import resized
+from comcl.imaging.imagestore import ImageStore
+
+
+def evaluate_predictions(cfg: classifier.ClassifierConfig, y, pred, prob, quality: np.ndarray,
+                         n_boot: int, seed: int) -> dict:
+    fast = None
+    if cfg.task == "multilabel":
+        fn, arrays = (lambda yy, pp: multilabel_metrics(yy, pp, cfg.classes)), (y, prob)
+    else:
+        k = len(cfg.classes)
+        fn, arrays = (lambda yy, pp: grading_metrics(yy, pp, k)), (y, pred)
+        fast = lambda yy, pp: grading_from_confusion(confusion(yy, pp, k))  # noqa: E731
+    out = {}
+    for name, mask in (("overall", np.ones(len(y), bool)), ("high_quality", quality == "high"),
+                       ("low_quality", quality == "low")):
+        if mask.sum() >= 2:
+            out[name] = with_intervals(fn, tuple(a[mask] for a in arrays), n_boot, seed,
+                                       resample_fn=fast)
+    return out
+
+
+def grad_cam(model: classifier.Classifier, x: torch.Tensor) -> np.ndarray:
+    """Grad-CAM on the last residual stage for the predicted class (or top disease)."""
+    acts, grads = {}, {}
+    layer = model.backbone.layer4
+    h1 = layer.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+    h2 = layer.register_full_backward_hook(lambda m, gi, go: grads.__setitem__("g", go[0]))
+    try:
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        if out.shape[1] == 1:
+            target = out[:, 0]
+        else:
+            target = out.gather(1, out.argmax(1, keepdim=True))[:, 0]
+        target.sum().backward()
+    finally:
+        h1.remove()
+        h2.remove()
+    w = grads["g"].mean((2, 3), keepdim=True)
+    cam = torch.relu((w * acts["a"]).sum(1)).detach()
+    cam = cam / cam.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1)
+    return cam.cpu().numpy()
+
+
+def draw_gradcam(model, store: ImageStore, rows, size: int, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model.eval()
+    n = len(rows)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.6), squeeze=False)
+    for c, row in enumerate(rows):
+        rec = store.record(row["image_id"])
+        img = cv2.resize(rec.image, (size, size), interpolation=cv2.INTER_AREA)
+        x = augment.plain(torch.from_numpy(img if img.ndim == 3 else img[..., None])
+                          .permute(2, 0, 1)[None].contiguous(), size)
+        cam = cv2.resize(grad_cam(model, x)[0], (size, size), interpolation=cv2.INTER_CUBIC)
+        for r in range(2):
+            ax = axes[r][c]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            if r == 1:
+                ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if rec.lesion_mask is not None:
+                m = cv2.resize((rec.lesion_mask > 0).astype(np.uint8), (size, size),
+                               interpolation=cv2.INTER_NEAREST)
+                ax.contour(m, levels=[0.5], colors="cyan", linewidths=0.5)
+            ax.set_axis_off()
+        label = row["label"] if "label" in row else "|".join(row["labels"]) or "none"
+        axes[0][c].set_title(f"{row['image_id']}\n{row['quality']} quality, label {label}",
+                             fontsize=8)
+    fig.suptitle("Grad-CAM of the predicted class (bottom); lesion outlines in cyan where known",
+                 fontsize=9)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def gradcam_rows(test, n: int):
+    """A fixed set: lesion test images, half high and half low quality, by sorted id."""
+    lesion = test[test["lesion"]].sort_values("image_id")
+    picks = []
+    for quality in ("high", "low"):
+        picks += lesion[lesion["quality"] == quality].head((n + 1) // 2).to_dict("records")
+    return picks[:n] or test.sort_values("image_id").head(n).to_dict("records")
+
+
+def run(params: Params, splits: str | Path, degraded: str | Path, model_path: str | Path,
+        metrics_out: str | Path, live_dir: str | Path | None = None,
+        figure: str | Path | None = None, workers: int | None = None,
+        progress: bool = True) -> dict:
+    n_boot = params.integer("evaluate.bootstrap", lo=0)
+    seed = params.integer("evaluate.seed")
+    n_cam = params.integer("evaluate.gradcam_images", lo=0)
+    setup_threads()
+    place = Placement.resolve(default_device())
+    model = place.memory_format_model(classifier.load(model_path))
+    cfg = model.cfg
+    test = manifest.read(Path(splits) / "test.parquet", splits=("test",))
+    if test.empty:
+        raise DataError(f"{splits}/test.parquet: the test split is empty")
+    store_dir = Path(degraded) / paths.IMAGES
+    with resized(store_dir, test["image_id"].tolist(), cfg.image_size, workers,
+                 "evaluate: test images", progress) as images:
+        out = predict(model, images.array, cfg.image_size, place)
+    pred, prob = classifier.decode(cfg, out)
+    y = classifier.targets(test, cfg)
+    result = evaluate_predictions(cfg, y, pred, prob, test["quality"].to_numpy(), n_boot, seed)
+    write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if live_dir:
+        with open_live(live_dir) as live:
+            if cfg.task == "multilabel":
+                for j, name in enumerate(cfg.classes):
+                    if 0 < y[:, j].sum() < len(y):
+                        live.log_sklearn_plot("roc", y[:, j], prob[:, j], name=f"roc/{name}.json")
+            else:
+                live.log_sklearn_plot("confusion_matrix", y.tolist(), pred.tolist(),
+                                      name="confusion_matrix.json")
+    if figure and n_cam:
+        draw_gradcam(model.to("cpu"), ImageStore(store_dir), gradcam_rows(test, n_cam),
+                     cfg.image_size, figure)
+    return result

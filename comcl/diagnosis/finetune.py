@@ -1,0 +1,243 @@
+"""The ``finetune`` stage: the diagnosis model on whole training images (DESIGN §2, §4).
+
+Initialised from ``models/encoder.pt`` (random weights when ``pretrain.method: none``),
+trained on the four training subsets at ``finetune.image_size`` with Adam, linear warmup
+and cosine decay, flips/rotation/crop/colour augmentation on the training device, and
+selected by the validation kappa (quadratic weighted for grading, mean per-label kappa
+for multi-label) after each epoch. ``finetune.precision`` / ``channels_last``, ``torchrun``
+DDP, dvclive logging and resumable checkpoints (``models/finetune_ckpt/``) as in
+``pretrain`` (shared: ``comcl.common.placement``, ``comcl.common.checkpoint``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from comcl.common import checkpoint, distributed, manifest, paths
+from comcl.common.atomic import write_text
+from comcl.common.errors import DataError, ParamError
+from comcl.common.live_log import open_live
+from comcl.common.lr_schedule import lr_at
+from comcl.common.params import Params
+from comcl.common.seeding import rng_for
+from comcl.common.placement import Placement
+from comcl.diagnosis import classifier
+from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
+from comcl.diagnosis.predict import predict
+from comcl.imaging import augment
+from comcl.imaging.image_cache import resized
+
+STAGE = "stages.finetune"
+TRAIN_SUBSETS = ("HL", "LL", "HH", "LH")
+
+
+@dataclass
+class FinetuneConfig:
+    image_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    loss: str
+    seed: int
+
+    @classmethod
+    def from_params(cls, p: Params) -> "FinetuneConfig":
+        return cls(image_size=p.integer("finetune.image_size", lo=32, hi=2048),
+                   epochs=p.integer("finetune.epochs", lo=1),
+                   batch_size=p.integer("finetune.batch_size", lo=1),
+                   lr=p.number("finetune.lr", lo=0.0, lo_open=True),
+                   weight_decay=p.number("finetune.weight_decay", lo=0.0),
+                   warmup_epochs=p.number("finetune.warmup_epochs", lo=0.0),
+                   loss=p.choice("finetune.loss", classifier.LOSSES),
+                   seed=p.integer("finetune.seed"))
+
+
+def augment_config(modality: str, size: int) -> augment.AugmentConfig:
+    """Whole-image augmentation. Fundus photographs: the eight right-angle rotations and
+    flips, which move pixels exactly (a resampling blur would erase lesions of one or two
+    pixels at low resolution), and mild colour jitter. Chest X-rays: small rotations and
+    crops, horizontal flips only."""
+    if modality == "xray":
+        return augment.AugmentConfig(size, scale=(0.8, 1.0), rotate_degrees=10.0, vflip_p=0.0,
+                                     jitter_p=0.8, brightness=0.2, contrast=0.2,
+                                     saturation=0.0, grey_p=0.0)
+    return augment.AugmentConfig(size, scale=(1.0, 1.0), ratio=(1.0, 1.0), right_angles=True,
+                                 jitter_p=0.8, brightness=0.2, contrast=0.2, saturation=0.2,
+                                 grey_p=0.0)
+
+
+def read_training(splits: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train = pd.concat([manifest.read(splits / f"{s}.parquet", splits=("train",))
+                       for s in TRAIN_SUBSETS], ignore_index=True)
+    val = manifest.read(splits / "val.parquet", splits=("val",))
+    if train.empty or val.empty:
+        raise DataError(f"{splits}: the {'training' if train.empty else 'validation'} split is empty")
+    return train.sort_values("image_id", kind="stable").reset_index(drop=True), val
+
+
+def score(cfg: classifier.ClassifierConfig, out: torch.Tensor, y: np.ndarray) -> dict:
+    pred, prob = classifier.decode(cfg, out)
+    if cfg.task == "multilabel":
+        return multilabel_metrics(y.astype(int), prob, cfg.classes)
+    return grading_metrics(y, pred, len(cfg.classes))
+
+
+def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str | Path,
+        model_out: str | Path, metrics_out: str | Path, ckpt_dir: str | Path,
+        live_dir: str | Path | None = None, stop_after_epochs: int | None = None,
+        workers: int | None = None, progress: bool = True, device_kind: str = "auto") -> dict:
+    cfg = FinetuneConfig.from_params(params)
+    info = distributed.init(device_kind)
+    place = Placement.from_params(params, "finetune", info.device)
+    place.setup_threads(info)
+    splits, degraded, encoder = Path(splits), Path(degraded), Path(encoder)
+    dinfo = manifest.read_info(degraded)
+    train, val = read_training(splits)
+    if cfg.batch_size % info.world:
+        raise ParamError("finetune.batch_size", f"= {cfg.batch_size} must be divisible by the "
+                                                f"number of processes ({info.world})")
+    torch.manual_seed(cfg.seed)
+    job = _Finetune(cfg, info, place, classifier.from_encoder(
+        encoder, dinfo["task"], dinfo["classes"], cfg.loss, cfg.image_size))
+    job.aug = augment_config(dinfo.get("modality", "fundus"), cfg.image_size)
+    job.y_train, job.y_val = (classifier.targets(df, job.mcfg) for df in (train, val))
+    store = degraded / paths.IMAGES
+    with resized(store, train["image_id"].tolist(), cfg.image_size, workers,
+                 "finetune: train images", progress and info.main) as train_img, \
+            resized(store, val["image_id"].tolist(), cfg.image_size, workers,
+                    "finetune: val images", progress and info.main) as val_img:
+        fp = checkpoint.fingerprint(
+            {**params.raw("finetune"), "placement": repr(place)},
+            [encoder] + [splits / f"{s}.parquet" for s in TRAIN_SUBSETS + ("val",)], STAGE)
+        ckpt = Path(ckpt_dir) / checkpoint.NAME
+        start = job.resume(ckpt, fp)
+        live = open_live(live_dir, resume=start > 0) if info.main else None
+        for epoch in range(start, cfg.epochs):
+            losses = job.epoch(epoch, train_img.array, progress)
+            job.validate(epoch, losses, val_img.array, live)
+            job.save(ckpt, fp, epoch + 1)
+            if stop_after_epochs is not None and stop_after_epochs <= epoch + 1 < cfg.epochs:
+                distributed.shutdown(info)
+                return {"interrupted_after_epoch": epoch + 1}
+    summary = job.summary()
+    if info.main:
+        classifier.save(job.best_model(), model_out)
+        write_text(metrics_out, json.dumps({k: v for k, v in summary.items() if k != "history"},
+                                           indent=2, sort_keys=True) + "\n")
+        if live is not None:
+            live.end()
+    distributed.shutdown(info)
+    return summary
+
+
+class _Finetune:
+    """One fine-tuning run's state: model, optimiser, best epoch, history."""
+
+    def __init__(self, cfg: FinetuneConfig, info, place: Placement, model):
+        self.cfg, self.info, self.place = cfg, info, place
+        self.mcfg = model.cfg
+        self.model, self.net = place.model(model, info)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay)
+        self.criterion = classifier.loss_fn(self.mcfg)
+        self.best = {"kappa": -2.0, "epoch": 0, "state": None}
+        self.history: list = []
+        self.t0, self.seen = time.perf_counter(), 0
+        self.aug = self.y_train = self.y_val = None
+
+    def epoch(self, epoch: int, images: np.ndarray, progress: bool) -> list[float]:
+        cfg, info = self.cfg, self.info
+        n = len(images)
+        steps = -(-n // cfg.batch_size)
+        total, warmup = cfg.epochs * steps, int(round(cfg.warmup_epochs * steps))
+        perm = rng_for(cfg.seed, "finetune", epoch).permutation(n)
+        losses = []
+        bar = tqdm(range(steps), desc=f"finetune epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not (progress and info.main))
+        for s in bar:
+            step = epoch * steps + s
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg.lr, warmup)
+            pos = (s * cfg.batch_size + np.arange(cfg.batch_size)) % n  # wraps: equal shards
+            idx = np.sort(perm[pos][info.rank::info.world])
+            x = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            p = augment.select(augment.sample_params(cfg.batch_size, self.aug, gen),
+                               np.arange(cfg.batch_size)[info.rank::info.world])
+            x = self.place.memory_format(augment.augment(self.place.inputs(x), p, self.aug))
+            y = torch.from_numpy(self.y_train[idx]).to(self.place.device)
+            with self.place.autocast():
+                out = self.net(x)
+            loss = self.criterion(out.float(), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(float(loss.detach()))
+            self.seen += len(idx) * info.world
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+        return losses
+
+    def validate(self, epoch: int, losses: list[float], val_images: np.ndarray, live) -> None:
+        out = predict(self.model, val_images, self.cfg.image_size, self.place)
+        val = score(self.mcfg, out, self.y_val)
+        self.history.append({"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5),
+                             **{k: round(v, 4) for k, v in val.items()}})
+        if val["kappa"] > self.best["kappa"]:
+            self.best = {"kappa": val["kappa"], "epoch": epoch + 1, "state": {
+                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+        if not self.info.main:
+            return
+        if live is not None:
+            live.step = epoch
+            live.log_metric("train/loss", float(np.mean(losses)))
+            live.log_metric("val/kappa", val["kappa"])
+            live.log_metric("val/accuracy", val["accuracy"])
+            live.log_metric("train/lr", self.opt.param_groups[0]["lr"])
+            live.next_step()
+        print(f"finetune: epoch {epoch + 1}: loss {np.mean(losses):.4f}, "
+              f"val kappa {val['kappa']:.4f}, accuracy {val['accuracy']:.4f}")
+
+    def save(self, path: Path, fp: str, epoch: int) -> None:
+        if self.info.main:
+            checkpoint.save(path, fp, {
+                "epoch": epoch, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "best_kappa": self.best["kappa"],
+                "best_epoch": self.best["epoch"], "best_state": self.best["state"],
+                "history": json.dumps(self.history)})
+
+    def resume(self, path: Path, fp: str) -> int:
+        state = checkpoint.load_matching(path, fp, "finetune", verbose=self.info.main)
+        if state is None:
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.best = {"kappa": state["best_kappa"], "epoch": state["best_epoch"],
+                     "state": state["best_state"]}
+        self.history = json.loads(state["history"])
+        if self.info.main:
+            print(f"finetune: resuming from {path} after epoch {state['epoch']}")
+        return int(state["epoch"])
+
+    def summary(self) -> dict:
+        return {"init": self.mcfg.init, "backbone": self.mcfg.backbone,
+                "best_epoch": self.best["epoch"], "best_val_kappa": round(self.best["kappa"], 4),
+                "epochs": self.cfg.epochs,
+                "images_per_s": round(self.seen / max(time.perf_counter() - self.t0, 1e-9), 1),
+                "history": self.history}
+
+    def best_model(self) -> classifier.Classifier:
+        """The best epoch's weights in a plain classifier (plain BatchNorm2d: DistBatchNorm2d
+        shares its state layout), on the CPU in the default memory format."""
+        out = classifier.Classifier(self.mcfg)
+        state = self.best["state"] or self.model.state_dict()
+        out.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
+        return out

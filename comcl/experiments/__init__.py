@@ -1,0 +1,1 @@
+"""Experiment grids over the pipeline (the paper's tables as DVC experiments)."""

@@ -1,0 +1,140 @@
+"""Pretraining batches: the stratified four-pool sampler and the two views of each patch.
+
+Every step draws ``per_pool`` patches from each of P_HL, P_LL, P_HH, P_LH: each pool is
+read in a seeded random order, one permutation per pass, so a step's batch is a pure
+function of (seed, step) and resuming needs only the step number. Under DDP each rank
+takes every ``world``-th patch of each pool's share (``per_pool`` must divide evenly),
+so the global batch is the same for any number of processes.
+
+View 1 is the patch; view 2 is the patch, or, with probability ``quality_view_p``, the
+patch degraded by the same model as ``degrade`` (``degrade_patch``), drawn as part of a
+virtual image of the dataset's size so that blur, spots and illumination have their
+real scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from comcl.common.seeding import rng_for
+from comcl.data import degradation_fundus
+
+POOL_IDS = {"HL": 0, "LL": 1, "HH": 2, "LH": 3}
+
+
+def degrade_patch(patch: np.ndarray, rng: np.random.Generator, modality: str,
+                  image_size: int) -> np.ndarray:
+    """A uint8 patch (S, S, C) degraded as if cut from a degraded ``image_size`` image."""
+    grey = patch.shape[2] == 1
+    img = patch[..., 0] if grey else patch
+    fov = np.ones(img.shape[:2], bool)
+    if modality == "xray":
+        from comcl.data import degradation_xray
+        params = degradation_xray.sample(rng, image_size, image_size, fov)
+        out = degradation_xray.apply(img, fov, params)
+    else:
+        size = float(image_size)
+        cx = cy = size / 2
+        radius = 0.46 * size
+        params = degradation_fundus.sample(rng, image_size, image_size, None, geometry=(cx, cy, radius))
+        r, t = 0.7 * radius * math.sqrt(rng.random()), 2 * math.pi * rng.random()
+        s = img.shape[0]
+        offset = (cx + r * math.cos(t) - s / 2, cy + r * math.sin(t) - s / 2)
+        out = degradation_fundus.apply(img, fov, params, offset=offset)
+    return out[..., None] if grey else out
+
+
+class PoolSampler:
+    def __init__(self, index: pd.DataFrame, per_pool: int, seed: int):
+        self.per_pool = per_pool
+        self.seed = seed
+        self.pools = {name: np.flatnonzero(index["pool"].to_numpy() == name)
+                      for name in POOL_IDS}
+
+    def steps_per_pass(self) -> int:
+        sizes = [len(v) for v in self.pools.values() if len(v)]
+        return math.ceil(max(sizes) / self.per_pool) if sizes else 0
+
+    def _take(self, name: str, step: int) -> np.ndarray:
+        members = self.pools[name]
+        n = len(members)
+        if n == 0:
+            return members
+        out = []
+        start = step * self.per_pool
+        for pos in range(start, start + self.per_pool):
+            epoch, k = divmod(pos, n)
+            out.append(members[self._perm(name, epoch, n)[k]])
+        return np.asarray(out)
+
+    def _perm(self, name: str, epoch: int, n: int) -> np.ndarray:
+        key = (name, epoch)
+        cache = self.__dict__.setdefault("_perms", {})
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = rng_for(self.seed, "pool", name, epoch).permutation(n)
+        return cache[key]
+
+    def global_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(store indices, pool ids) of the whole step, pool by pool."""
+        idx, pools = [], []
+        for name, pid in POOL_IDS.items():
+            taken = self._take(name, step)
+            idx.append(taken)
+            pools.append(np.full(len(taken), pid))
+        return np.concatenate(idx).astype(np.int64), np.concatenate(pools).astype(np.int64)
+
+    def local_positions(self, pools: np.ndarray, rank: int, world: int) -> np.ndarray:
+        """Global batch positions that belong to ``rank``: every world-th of each pool."""
+        out = []
+        for pid in POOL_IDS.values():
+            pos = np.flatnonzero(pools == pid)
+            out.append(pos[rank::world])
+        return np.concatenate(out)
+
+
+@dataclass
+class Batch:
+    views: torch.Tensor      # uint8 (2n, C, S, S): view 1 of this rank's n patches, then view 2
+    positions: np.ndarray    # (n,) global batch positions of this rank's patches
+    pool: torch.Tensor       # (2V,) pool id of every view of the global batch, gather order
+    instance: torch.Tensor   # (2V,) global batch position of each of those views' patch
+
+
+@dataclass
+class BatchMaker:
+    """Step -> this rank's two views and the global batch's pool/instance labels, in the
+    order ``distributed.gather`` concatenates the ranks' embeddings."""
+    store: np.ndarray
+    sampler: PoolSampler
+    quality_view_p: float
+    seed: int
+    modality: str = "fundus"
+    image_size: int = 512
+    rank: int = 0
+    world: int = 1
+
+    def __call__(self, step: int) -> Batch:
+        idx, pools = self.sampler.global_batch(step)
+        flags = rng_for(self.seed, "quality-view", step).random(len(idx)) < self.quality_view_p
+        positions = self.sampler.local_positions(pools, self.rank, self.world)
+        patches = np.ascontiguousarray(self.store[idx[positions]])  # (n, S, S, C) uint8
+        second = patches.copy()
+        for j, pos in enumerate(positions):
+            if flags[pos]:
+                rng = rng_for(self.seed, "degrade-view", step, int(pos))
+                second[j] = degrade_patch(patches[j], rng, self.modality, self.image_size)
+        views = torch.from_numpy(np.concatenate([patches, second])).permute(0, 3, 1, 2)
+        pool_parts, inst_parts = [], []
+        for rank in range(self.world):
+            pos = self.sampler.local_positions(pools, rank, self.world)
+            pool_parts.append(np.concatenate([pools[pos], pools[pos]]))
+            inst_parts.append(np.concatenate([pos, pos]))
+        return Batch(views.contiguous(), positions,
+                     torch.from_numpy(np.concatenate(pool_parts)),
+                     torch.from_numpy(np.concatenate(inst_parts)))
