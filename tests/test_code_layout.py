@@ -88,3 +88,15 @@ def test_package_inits_hold_only_a_docstring():
         body = ast.parse(init.read_text()).body
         assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
                    for n in body), init
+
+
+def test_no_library_module_imports_a_stage_entry_module():
+    """Each stage's ``run`` module is a leaf of the library: shared code lives elsewhere."""
+    graph = code_deps.import_graph()
+    entries = {d for m, deps in graph.items() if m.startswith("stages.") for d in deps
+               if d.startswith("comcl.")
+               and "\ndef run(" in code_deps.module_file(d).read_text()}
+    assert "comcl.pretraining.pretrain" in entries and "comcl.diagnosis.finetune" in entries
+    for module, deps in graph.items():
+        if module.startswith("comcl."):
+            assert not deps & entries, f"{module} imports {sorted(deps & entries)}"

@@ -1,9 +1,12 @@
 """DVC behaviour in a throwaway clone: repro, no-op repro, and what an ablation re-runs."""
+import json
 import re
 
 import pandas as pd
 import pytest
 from conftest import clone_repo, run_cmd
+
+from comcl.common import code_deps
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +39,26 @@ def test_second_repro_does_nothing(pipeline_clone):
     assert ran_stages(out) == []
     status = run_cmd(["dvc", "status"], cwd=repo).stdout
     assert "up to date" in status
+
+
+def test_a_change_to_the_lr_schedule_module_reruns_the_stages_that_import_it(pipeline_clone):
+    repo, _ = pipeline_clone
+    module = repo / "comcl" / "common" / "lr_schedule.py"
+    text = module.read_text()
+    module.write_text(text + "\n# a change\n")
+    try:
+        status = json.loads(run_cmd(["dvc", "status", "--json"], cwd=repo).stdout)
+        out = run_cmd(["dvc", "repro", "--dry"], cwd=repo).stdout
+    finally:
+        module.write_text(text)
+    importers = {s for s in ("prepare", "degrade", "split", "train_detector", "detect",
+                             "crop_healthy", "build_patches", "pretrain", "finetune", "evaluate")
+                 if "comcl/common/lr_schedule.py" in code_deps.closure(f"stages.{s}")}
+    assert {"pretrain", "finetune"} <= importers
+    assert set(status) == importers
+    assert {"pretrain", "finetune"} <= set(ran_stages(out))
+    assert "prepare" not in ran_stages(out)
+    assert ran_stages(run_cmd(["dvc", "repro", "--dry"], cwd=repo).stdout) == []
 
 
 def test_target_ratio_experiment_reruns_only_degrade_and_after(pipeline_clone):

@@ -11,6 +11,7 @@ from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
 from comcl.data import degrade, prepare, sources, split
 from comcl.data import source_chestxray14 as cx
+from comcl.data import source_chestxray14_boxes as cxb
 from comcl.imaging.codec import decode_image
 from comcl.imaging.lesion_classes import CHEST_DISEASES
 
@@ -153,7 +154,7 @@ def test_fixture_metadata_parses_fully():
     assert (per_patient == 1).all()  # no patient in two splits
     lesion = entries["labels"].map(len) > 0
     assert lesion.sum() == 46649  # images with any of the 8 ChestX-ray8 diseases
-    boxes = cx.read_boxes(CXR / "BBox_List_2017.csv")
+    boxes = cxb.read_boxes(CXR / "BBox_List_2017.csv")
     assert len(boxes) == 984 and set(boxes["disease"]) == set(CHEST_DISEASES)
     assert (boxes["disease"] == "Infiltration").sum() == 123  # "Infiltrate" in the file
 

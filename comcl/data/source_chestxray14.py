@@ -14,17 +14,10 @@ patient; a patient in both official lists is an error). Quality comes from
 read as one grey channel and resized to ``data.image_size`` (a non-square image is
 centred on a black square; the FOV is the image area: all ones for a square image).
 
-Auxiliary set: ``BBox_List_2017.csv`` (``Image Index``, ``Finding Label``, ``Bbox
-[x,y,w,h]``; ``Infiltrate`` there is ``Infiltration``), the images of it that are
-present, one box per row in stored pixels. The boxes are given on the released
-1024 x 1024 PNGs; a smaller copy of an image (some mirrors ship 256 px) is scaled to
-that frame. All 880 box images of the official release are in ``test_list.txt``: the
-auxiliary manifest records that split, so that a detector can leave them out.
+Auxiliary set (the boxes): ``comcl.data.source_chestxray14_boxes``.
 """
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,17 +29,19 @@ from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.data.source_files import (
     SHOW,
-    Common,
     ImageIndex,
+    RealDataSettings,
     check_files,
+    csv_header,
     dataset_path,
     dataset_root,
+    read_table,
     relative_to_root,
     safe_name,
 )
-from comcl.imaging.codec import encode_png, read_image_file
+from comcl.data.source_types import Source, manifest_row
+from comcl.imaging.codec import read_image_file
 from comcl.imaging.lesion_classes import CHEST_DISEASES
-from comcl.data.source_types import AuxSource, Source
 
 ENTRY_COLUMNS = ("Image Index", "Finding Labels", "Patient ID")
 OTHER_FINDINGS = ("Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
@@ -64,7 +59,7 @@ class ChestConfig:
     test_list: Path
     images: Path
     quality_csv: Path | None
-    common: Common
+    settings: RealDataSettings
 
     @classmethod
     def from_params(cls, p: Params) -> "ChestConfig":
@@ -75,32 +70,14 @@ class ChestConfig:
                    test_list=dataset_path(p, root, "data.chestxray14.test_list"),
                    images=dataset_path(p, root, "data.chestxray14.images", kind="dir"),
                    quality_csv=dataset_path(p, root, "data.quality_csv", allow_none=True),
-                   common=Common.from_params(p))
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return [h.strip() for h in next(csv.reader(f), [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+                   settings=RealDataSettings.from_params(p))
 
 
 def read_data_entry(path: str | Path) -> pd.DataFrame:
     """``Data_Entry_2017.csv`` (2017 or v2020) as ``image``, ``patient``, ``labels``
     (the CHEST_DISEASES found, in that order) and ``findings`` (the raw text)."""
     path = Path(path)
-    header = _header(path)
-    missing = [c for c in ENTRY_COLUMNS if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(repr(c) for c in missing)} (header: {','.join(header)})")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
-                         encoding="utf-8-sig", usecols=lambda c: c.strip() in ENTRY_COLUMNS)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
-    df.columns = [c.strip() for c in df.columns]
+    df = read_table(path, ENTRY_COLUMNS, only_required=True)
     df = df.apply(lambda s: s.str.strip())
     for column in ENTRY_COLUMNS:
         empty = df[column] == ""
@@ -167,17 +144,12 @@ def assign_splits(entries: pd.DataFrame, train: list[str], test: list[str],
 
 def read_quality(path: Path, images: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(quality high/low, quality_code) per image from a user CSV (see module docstring)."""
-    header = _header(path)
+    header = csv_header(path)
     image_col = next((c for c in ("Image Index", "image", "image_id") if c in header), None)
     if image_col is None or "quality" not in header:
         raise DataError(f"{path}: needs an image column ('Image Index', 'image' or "
                         f"'image_id') and a 'quality' column (header: {','.join(header)})")
-    try:
-        q = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
-                        encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
-    q.columns = [c.strip() for c in q.columns]
+    q = read_table(path)
     key = q[image_col].str.strip()
     key = key.where(key.str.lower().str.endswith(".png"), key + ".png")
     text = q["quality"].str.strip().str.lower()
@@ -234,14 +206,14 @@ def plan(cfg: ChestConfig) -> tuple[list[Job], list[str], dict]:
     missing = [n for n, ok in zip(names, present) if not ok]
     matched = {r for r in rels if r is not None}
     unlisted = [r for r in index.by_rel if r not in matched]
-    check_files(missing, unlisted, str(cfg.data_entry), cfg.images, cfg.common.on_missing, notes)
+    check_files(missing, unlisted, str(cfg.data_entry), cfg.images, cfg.settings.on_missing, notes)
     jobs = []
     for (row, rel) in zip(entries[present].itertuples(index=False),
                           [r for r in rels if r is not None]):
         path = index.path(rel)
         jobs.append(Job(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0], row.split, str(path),
                         relative_to_root(path, cfg.root), tuple(row.labels), str(row.patient),
-                        int(row.quality_code), cfg.common.image_size))
+                        int(row.quality_code), cfg.settings.image_size))
     return jobs, notes, counts
 
 
@@ -261,25 +233,20 @@ def fit_square(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, tu
     return out, fov, (nw / w, nh / h, ox, oy)
 
 
-def _row(job: Job, image: np.ndarray, out: np.ndarray, fov: np.ndarray) -> dict:
-    return {
-        "image_id": job.image_id, "split": job.split,
-        "quality": "high" if job.quality_code == 0 else "low",
-        "quality_code": job.quality_code, "lesion": bool(job.labels),
-        "labels": list(job.labels), "group": job.group, "source": job.source,
-        "width": job.size, "height": job.size,
-        "meta": json.dumps({"orig_height": int(image.shape[0]),
-                            "orig_width": int(image.shape[1])}, sort_keys=True),
-        "image": encode_png(out), "fov": encode_png(fov.astype(np.uint8) * 255),
-        "lesion_mask": None,
-    }
+def stored_row(job: Job, image: np.ndarray, out: np.ndarray, fov: np.ndarray) -> dict:
+    return manifest_row(
+        image_id=job.image_id, split=job.split, quality_code=job.quality_code,
+        lesion=bool(job.labels), labels=job.labels, group=job.group, source=job.source,
+        size=job.size, meta={"orig_height": int(image.shape[0]),
+                             "orig_width": int(image.shape[1])},
+        image=out, fov=fov)
 
 
 def render(job: Job) -> dict:
     """Read as one grey channel, resize; the manifest row and encoded arrays."""
     image = read_image_file(job.path, grey=True)
     out, fov, _ = fit_square(image, job.size)
-    return _row(job, image, out, fov)
+    return stored_row(job, image, out, fov)
 
 
 def info(image_size: int) -> dict:
@@ -296,104 +263,7 @@ def main_source(params: Params):
         if not any(j.split == split for j in jobs):
             raise DataError(f"data.source=chestxray14: no image of {cfg.images} is in the "
                             f"{split} split ({listed})")
-    return Source(jobs, render, info(cfg.common.image_size), notes)
+    return Source(jobs, render, info(cfg.settings.image_size), notes)
 
 
 # --- auxiliary set: BBox_List_2017.csv -------------------------------------------------
-
-def read_boxes(path: str | Path) -> pd.DataFrame:
-    """``BBox_List_2017.csv`` as ``image``, ``disease``, ``x``, ``y``, ``w``, ``h``."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
-    if not rows or [h.strip() for h in rows[0][:2]] != ["Image Index", "Finding Label"]:
-        raise DataError(f"{path}: expected the header 'Image Index,Finding Label,Bbox "
-                        f"[x,y,w,h]', got {','.join(rows[0]) if rows else 'an empty file'!r}")
-    out = []
-    for i, row in enumerate(rows[1:], start=1):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) < 6:
-            raise DataError(f"{path}: data row {i} has {len(row)} fields, expected 6 "
-                            "(image, finding, x, y, w, h)")
-        image, finding = row[0].strip(), row[1].strip()
-        if finding not in BOX_NAMES:
-            raise DataError(f"{path}: column 'Finding Label' has the unknown disease "
-                            f"{finding!r} (data row {i}, {image})")
-        try:
-            x, y, w, h = (float(v) for v in row[2:6])
-        except ValueError:
-            raise DataError(f"{path}: column 'Bbox [x,y,w,h]' is not numeric in data row "
-                            f"{i} ({image}): {row[2:6]}") from None
-        if not (w > 0 and h > 0) or not all(np.isfinite([x, y, w, h])):
-            raise DataError(f"{path}: column 'Bbox [x,y,w,h]' has an empty box in data row "
-                            f"{i} ({image}): {row[2:6]}")
-        out.append((image, BOX_NAMES[finding], x, y, w, h))
-    return pd.DataFrame(out, columns=["image", "disease", "x", "y", "w", "h"])
-
-
-def aux_plan(p: Params) -> tuple[list[Job], list[str]]:
-    root = dataset_root(p, "chestxray14")
-    common = Common.from_params(p)
-    bbox = dataset_path(p, root, "data.chestxray14.bbox_csv")
-    images = dataset_path(p, root, "data.chestxray14.images", kind="dir")
-    boxes = read_boxes(bbox)
-    split_of: dict[str, str] = {}
-    for key, name in (("data.chestxray14.train_list", "train"),
-                      ("data.chestxray14.test_list", "test")):
-        try:
-            listed = dataset_path(p, root, key)
-        except DataError:
-            continue  # the lists are optional here: the split column then says train
-        split_of.update(dict.fromkeys(read_list(listed), name))
-    notes: list[str] = []
-    index = ImageIndex(images)
-    jobs, missing = [], []
-    for image, part in boxes.groupby("image", sort=False):
-        name = safe_name(image, str(bbox), "Image Index")
-        rel = index.find(name)
-        if rel is None:
-            missing.append(name)
-            continue
-        path = index.path(rel)
-        labels = tuple(d for d in CHEST_DISEASES if d in set(part["disease"]))
-        jobs.append(Job(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0],
-                        split_of.get(image, "train"), str(path), relative_to_root(path, root),
-                        labels, "", 0, common.image_size,
-                        tuple(part[["disease", "x", "y", "w", "h"]].itertuples(index=False,
-                                                                              name=None))))
-    # Images without boxes are the normal case here: only missing box images count.
-    check_files(missing, [], str(bbox), images, common.on_missing, notes, what="box images")
-    return jobs, notes
-
-
-def render_aux(job: Job) -> dict:
-    """An auxiliary image and its boxes, scaled from the 1024 frame to stored pixels."""
-    image = read_image_file(job.path, grey=True)
-    out, fov, (kx, ky, ox, oy) = fit_square(image, job.size)
-    h, w = image.shape
-    fx, fy = w / BOX_FRAME * kx, h / BOX_FRAME * ky
-    boxes = []
-    for disease, x, y, bw, bh in job.boxes:
-        x0 = int(np.clip(np.floor(x * fx + ox), 0, job.size))
-        y0 = int(np.clip(np.floor(y * fy + oy), 0, job.size))
-        x1 = int(np.clip(np.ceil((x + bw) * fx + ox), 0, job.size))
-        y1 = int(np.clip(np.ceil((y + bh) * fy + oy), 0, job.size))
-        if x1 > x0 and y1 > y0:
-            boxes.append({"lesion_class": disease, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-                          "area": (x1 - x0) * (y1 - y0)})
-    res = _row(job, image, out, fov)
-    res["boxes"] = boxes
-    return res
-
-
-def aux_source(params: Params):
-
-    jobs, notes = aux_plan(params)
-    if not jobs:
-        raise DataError("data.aux_source=chestxray14_boxes: none of the images of "
-                        "BBox_List_2017.csv is present (the auxiliary set would be empty)")
-    return AuxSource(jobs, render_aux, list(CHEST_DISEASES), notes)

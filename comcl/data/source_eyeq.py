@@ -18,7 +18,6 @@ patient id (no seed needed, stable when images are added).
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +30,17 @@ from comcl.common.params import Params
 from comcl.common.seeding import stable_hash
 from comcl.data import fundus_fov
 from comcl.data.source_files import (
-    Common,
     ImageIndex,
+    RealDataSettings,
     check_files,
     dataset_path,
     dataset_root,
+    read_table,
     relative_to_root,
     safe_name,
 )
-from comcl.imaging.codec import check_encoded, decode_image, encode_png
-from comcl.data.source_types import Source
+from comcl.data.source_types import Source, manifest_row
+from comcl.imaging.codec import check_encoded, decode_image
 
 COLUMNS = ("image", "quality", "DR_grade")
 QUALITY_NAMES = {0: "Good", 1: "Usable", 2: "Reject"}
@@ -54,7 +54,7 @@ class EyeQConfig:
     test_csv: Path | None
     images: Path
     test_holdout: float
-    common: Common
+    settings: RealDataSettings
 
     @classmethod
     def from_params(cls, p: Params) -> "EyeQConfig":
@@ -65,23 +65,13 @@ class EyeQConfig:
                    images=dataset_path(p, root, "data.eyeq.images", kind="dir"),
                    test_holdout=p.number("data.eyeq.test_holdout", 0.0, 1.0, lo_open=True,
                                          hi_open=True),
-                   common=Common.from_params(p))
+                   settings=RealDataSettings.from_params(p))
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     """An EyeQ label CSV as ``image`` (str), ``quality_code`` (0-2), ``label`` (0-4)."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
-            pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(repr(c) for c in missing)} (has: {', '.join(df.columns)}); "
-                        "expected EyeQ's ',image,quality,DR_grade'")
+    df = read_table(path, COLUMNS, "; expected EyeQ's ',image,quality,DR_grade'")
     out = pd.DataFrame({"image": df["image"].str.strip()})
     if (out["image"] == "").any():
         row = int(np.flatnonzero(out["image"] == "")[0])
@@ -157,13 +147,13 @@ def plan(cfg: EyeQConfig) -> tuple[list[Job], list[str]]:
             rows.append((split, name, rel, int(quality), int(label)))
     unlisted = [rel for rel in index.by_rel if rel not in found]
     listed_in = " and ".join(str(p) for _, p, _ in tables)
-    check_files(missing, unlisted, listed_in, cfg.images, cfg.common.on_missing, notes)
+    check_files(missing, unlisted, listed_in, cfg.images, cfg.settings.on_missing, notes)
     jobs = []
     for split, name, rel, quality, label in rows:
         stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         path = index.path(rel)
         jobs.append(Job(stem, split, str(path), relative_to_root(path, cfg.root), label,
-                        quality, patient_of(stem), cfg.common.image_size))
+                        quality, patient_of(stem), cfg.settings.image_size))
     ids = pd.Series([j.image_id for j in jobs], dtype=object)
     if ids.duplicated().any():
         raise DataError(f"{cfg.images}: two listed image files share the stem "
@@ -230,15 +220,10 @@ def render(job: Job) -> dict:
     c = circle.as_dict()
     meta = {"orig_height": int(h), "orig_width": int(w), "decode_factor": factor,
             "fov": {**c, **{k: round(c[k] * factor, 2) for k in ("cx", "cy", "radius")}}}
-    return {
-        "image_id": job.image_id, "split": job.split,
-        "quality": "high" if job.quality_code == 0 else "low",
-        "quality_code": job.quality_code, "lesion": job.label > 0, "label": job.label,
-        "group": job.group, "source": job.source, "width": job.size, "height": job.size,
-        "meta": json.dumps(meta, sort_keys=True),
-        "image": encode_png(out), "fov": encode_png(fov.astype(np.uint8) * 255),
-        "lesion_mask": None,
-    }
+    return manifest_row(
+        image_id=job.image_id, split=job.split, quality_code=job.quality_code,
+        lesion=job.label > 0, label=job.label, group=job.group, source=job.source,
+        size=job.size, meta=meta, image=out, fov=fov)
 
 
 def info(image_size: int) -> dict:
@@ -257,4 +242,4 @@ def main_source(params: Params):
                     "to hold out data.eyeq.test_holdout of the training patients instead)"
                     if split == "test" else "")
             raise DataError(f"data.source=eyeq: the {split} split is empty{hint}")
-    return Source(jobs, render, info(cfg.common.image_size), notes)
+    return Source(jobs, render, info(cfg.settings.image_size), notes)

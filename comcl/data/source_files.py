@@ -8,15 +8,20 @@ Shared by the EyeQ, IDRiD and ChestX-ray14 adapters (``comcl.source_*``):
   extract into several sub-folders), found by name or by stem, never by reading them;
   a listed name that would leave the folder (``..``, absolute) is a DataError naming the
   list, the column and the value;
+- ``csv_header`` / ``read_table``: the one CSV reader of the adapters (all cells as
+  stripped text, a BOM tolerated, required columns checked, errors naming the file);
 - ``check_files``: files listed but absent and files present but not listed are counted
   and the first few named; ``data.on_missing: error`` raises a DataError, ``skip`` adds
   a note (printed by ``prepare``) and goes on with the files that are there.
 """
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import pandas as pd
 
 from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
@@ -26,12 +31,13 @@ SHOW = 5  # names shown in messages
 
 
 @dataclass(frozen=True)
-class Common:
+class RealDataSettings:
+    """Settings every real-data adapter reads: stored image size and `data.on_missing`."""
     image_size: int
     on_missing: str
 
     @classmethod
-    def from_params(cls, p: Params) -> "Common":
+    def from_params(cls, p: Params) -> "RealDataSettings":
         return cls(image_size=p.integer("data.image_size", lo=32, hi=4096),
                    on_missing=p.choice("data.on_missing", ["error", "skip"]))
 
@@ -154,3 +160,35 @@ def check_files(missing: list[str], unlisted: list[str], listed_in: str, folder:
                         "the listed files that are present.")
     for p in problems:
         notes.append(f"skipped: {p}")
+
+
+def csv_header(path: Path) -> list[str]:
+    """The stripped column names of a CSV file (its first row)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def read_table(path: str | Path, required=(), hint: str = "",
+               only_required: bool = False) -> pd.DataFrame:
+    """A CSV as text cells (nothing parsed as NA), column names stripped; a DataError
+    naming the file when it is unreadable or lacks a ``required`` column. ``only_required``
+    reads just those columns (large files)."""
+    path = Path(path)
+    header = csv_header(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(repr(c) for c in missing)} (has: {', '.join(header)}){hint}")
+    wanted = set(required)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
+                         encoding="utf-8-sig",
+                         usecols=(lambda c: c.strip() in wanted) if only_required else None)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df

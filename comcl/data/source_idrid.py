@@ -23,7 +23,6 @@ boxes are the connected components of each class at the stored size
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ import numpy as np
 from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.data import fundus_fov
-from comcl.data.source_files import Common, check_files, dataset_root, relative_to_root
-from comcl.imaging.codec import encode_png, read_image_file
+from comcl.data.source_files import RealDataSettings, check_files, dataset_root, relative_to_root
+from comcl.data.source_types import AuxSource, manifest_row
+from comcl.imaging.codec import read_image_file
 from comcl.imaging.lesion_classes import LESION_CLASSES
 from comcl.imaging.mask_boxes import mask_boxes
-from comcl.data.source_types import AuxSource
 
 SEGMENTATION = "A. Segmentation"
 IMAGES = "1. Original Images"
@@ -76,7 +75,7 @@ class Job:
 def plan(p: Params) -> tuple[list[Job], list[str]]:
     """Jobs (by set, then image id) and notes; reads no image."""
     root = dataset_root(p, "idrid")
-    common = Common.from_params(p)
+    settings = RealDataSettings.from_params(p)
     seg = segmentation_root(root)
     notes: list[str] = []
     images: dict[str, tuple[str, Path]] = {}
@@ -104,14 +103,14 @@ def plan(p: Params) -> tuple[list[Job], list[str]]:
                if k not in images]
     unannotated = [k for k in sorted(images) if k not in masks]
     check_files(missing, unannotated, f"the masks of {seg / GROUNDTRUTHS}",
-                seg / IMAGES, common.on_missing, notes)
+                seg / IMAGES, settings.on_missing, notes)
     jobs = []
     for key in sorted(k for k in images if k in masks):
         set_name, path = images[key]
         jobs.append(Job(key.split("/", 1)[1], _split_of(set_name), str(path),
                         relative_to_root(path, root),
                         tuple((c, str(masks[key][c])) for c in LESION_CLASSES if c in masks[key]),
-                        common.image_size))
+                        settings.image_size))
     ids = [j.image_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise DataError(f"{seg / IMAGES}: an image id appears in two sets")
@@ -156,13 +155,10 @@ def render(job: Job) -> dict:
     boxes = mask_boxes(bits)
     meta = {"orig_height": int(image.shape[0]), "orig_width": int(image.shape[1]),
             "fov": circle.as_dict(), "mask_classes": [c for c, _ in job.masks]}
-    return {
-        "image_id": job.image_id, "split": job.split, "quality": "high", "quality_code": 0,
-        "lesion": bool(bits.any()), "source": job.source, "width": job.size,
-        "height": job.size, "meta": json.dumps(meta, sort_keys=True),
-        "image": encode_png(out), "fov": encode_png(fov.astype(np.uint8) * 255),
-        "lesion_mask": encode_png(bits), "boxes": boxes,
-    }
+    return {**manifest_row(image_id=job.image_id, split=job.split, quality_code=0,
+                           lesion=bool(bits.any()), source=job.source, size=job.size,
+                           meta=meta, image=out, fov=fov, lesion_mask=bits),
+            "boxes": boxes}
 
 
 def aux_source(params: Params):

@@ -15,14 +15,20 @@ where each rendered result also holds ``boxes``: a list of dicts with ``lesion_c
 Sources: ``synthetic`` (``comcl.data.synth_dataset``; ``synthetic.profile: chest`` goes to
 ``comcl.data.synth_chest``), ``eyeq`` (``comcl.data.source_eyeq``), ``chestxray14``
 (``comcl.data.source_chestxray14``); auxiliary: ``synthetic``, ``idrid``
-(``comcl.data.source_idrid``), ``chestxray14_boxes`` (``comcl.data.source_chestxray14``). The real
+(``comcl.data.source_idrid``), ``chestxray14_boxes`` (``comcl.data.source_chestxray14_boxes``). The real
 ones share ``comcl.data.source_files`` (paths, image indexes, ``data.on_missing``).
 """
 from __future__ import annotations
 
 from comcl.common.errors import ParamError
 from comcl.common.params import Params
-from comcl.data import source_chestxray14, source_eyeq, source_idrid, synth_dataset
+from comcl.data import (
+    source_chestxray14,
+    source_chestxray14_boxes,
+    source_eyeq,
+    source_idrid,
+    synth_dataset,
+)
 from comcl.data.source_types import AuxSource, Source
 
 MAIN_SOURCES = ("synthetic", "eyeq", "chestxray14")
@@ -30,7 +36,7 @@ AUX_SOURCES = ("synthetic", "idrid", "chestxray14_boxes")
 _MAIN = {"synthetic": synth_dataset.main_source, "eyeq": source_eyeq.main_source,
          "chestxray14": source_chestxray14.main_source}
 _AUX = {"synthetic": synth_dataset.aux_source, "idrid": source_idrid.aux_source,
-        "chestxray14_boxes": source_chestxray14.aux_source}
+        "chestxray14_boxes": source_chestxray14_boxes.aux_source}
 
 
 def main_source(name: str, params: Params) -> Source:

@@ -35,9 +35,8 @@ import numpy as np
 from comcl.common.params import Params
 from comcl.common.seeding import rng_for
 from comcl.data import degradation_xray
-from comcl.imaging.codec import encode_png
+from comcl.data.source_types import AuxSource, Source, manifest_row
 from comcl.imaging.lesion_classes import CHEST_DISEASES
-from comcl.data.source_types import AuxSource, Source
 
 DISEASE_COUNT_PROBS = (0.45, 0.32, 0.16, 0.07)   # 0, 1, 2, 3 diseases per image
 DISEASE_WEIGHTS = {"Atelectasis": 0.15, "Cardiomegaly": 0.11, "Effusion": 0.15,
@@ -152,65 +151,71 @@ def render_chest(rng: np.random.Generator, size: int, diseases) -> tuple:
     for d in diseases:
         side = int(rng.integers(2))
         lung = an.lungs[side]
-        if d == "Effusion":
-            ys = np.nonzero(lung.any(axis=1))[0]
-            bottom = ys.max() / s
-            level = bottom - rng.uniform(0.06, 0.14)
-            lat = np.clip(((x - (an.cx + (2 * side - 1) * (0.06 + an.lung_w))) *
-                           (2 * side - 1)) / an.lung_w, -1, 1)
-            fluid = lung & (y >= level - 0.04 * (lat + 1) / 2)  # meniscus up the wall
-            img += 0.22 * _soft(fluid, 0.006 * s) * 0.9
-            mask[fluid] |= _bit(d)
-        elif d == "Pneumothorax":
-            dist = cv2.distanceTransform(lung.astype(np.uint8), cv2.DIST_L2, 5) / s
-            depth = rng.uniform(0.025, 0.06)
-            sign = 2 * side - 1
-            lx = an.cx + sign * (0.06 + an.lung_w)
-            # Apex and lateral wall only, not along the mediastinum.
-            upper = (y < an.lung_top + rng.uniform(0.3, 0.45)) & \
-                ((sign * (x - lx) > -0.3 * an.lung_w) | (y < an.lung_top + 0.06))
-            air = lung & (dist < depth) & upper
-            line = lung & (np.abs(dist - depth) < 0.004) & upper
-            img -= 0.07 * _soft(air, 0.003 * s) + 0.04 * markings * air
-            img += 0.1 * _soft(line, 0.002 * s)
-            mask[air] |= _bit(d)
-        elif d == "Cardiomegaly":
+        if d == "Cardiomegaly":
             continue
-        else:
-            r_lo, r_hi, amp = {"Mass": (0.03, 0.06, 0.24), "Nodule": (0.008, 0.02, 0.2),
-                               "Infiltration": (0.06, 0.1, 0.12),
-                               "Pneumonia": (0.08, 0.13, 0.22),
-                               "Atelectasis": (0.05, 0.09, 0.16)}[d]
-            r = rng.uniform(r_lo, r_hi)
-            px, py = _point_in(lung, rng, int(0.6 * r * s))
-            if d == "Atelectasis":  # thin plate, low in the lung
-                ys = np.nonzero(lung[:, px])[0]
-                py = int(ys.min() + rng.uniform(0.55, 0.85) * (ys.max() - ys.min()))
-                ang = math.radians(rng.uniform(-25, 25))
-                thick = rng.uniform(0.012, 0.025)
-                u = (x - px / s) * math.cos(ang) + (y - py / s) * math.sin(ang)
-                v = -(x - px / s) * math.sin(ang) + (y - py / s) * math.cos(ang)
-                region = ((u / r) ** 2 + (v / thick) ** 2 <= 1.0) & lung
-                alpha = _soft(region, 0.004 * s)
-            else:
-                d2 = ((x - px / s) ** 2 + (y - py / s) ** 2) / r ** 2
-                if d in ("Mass", "Nodule"):
-                    region = d2 <= 1.0
-                    alpha = _soft(region, 0.15 * r * s)
-                else:  # patchy: smooth noise inside a soft blob
-                    patch = 0.5 + 0.5 * _smooth_noise(rng, s, 48 if d == "Infiltration" else 32)
-                    blob = np.exp(-d2 * 1.5) * (0.35 + 0.65 * patch)
-                    region = (blob > 0.25) & lung
-                    alpha = cv2.GaussianBlur(np.where(region, blob, 0).astype(np.float32),
-                                             (0, 0), 0.004 * s + 0.3)
-            img += amp * alpha
-            mask[region] |= _bit(d)
+        _draw_finding(d, rng, an, lung, side, img, mask, markings, s)
         meta.setdefault("sides", {})[d] = side
     # Film grain and a faint vignette, then 8 bits.
     img *= 1 - 0.12 * ((x - 0.5) ** 2 + (y - 0.5) ** 2)
     img += rng.normal(0, 0.008, img.shape).astype(np.float32)
     grey = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return grey, np.ones((s, s), bool), mask, meta
+
+
+def _draw_finding(d, rng, an, lung, side, img, mask, markings, s) -> None:
+    """One finding (not cardiomegaly) drawn into ``img`` and its bit into ``mask``."""
+    x, y = an.x, an.y
+    if d == "Effusion":
+        ys = np.nonzero(lung.any(axis=1))[0]
+        bottom = ys.max() / s
+        level = bottom - rng.uniform(0.06, 0.14)
+        lat = np.clip(((x - (an.cx + (2 * side - 1) * (0.06 + an.lung_w))) *
+                       (2 * side - 1)) / an.lung_w, -1, 1)
+        fluid = lung & (y >= level - 0.04 * (lat + 1) / 2)  # meniscus up the wall
+        img += 0.22 * _soft(fluid, 0.006 * s) * 0.9
+        mask[fluid] |= _bit(d)
+    elif d == "Pneumothorax":
+        dist = cv2.distanceTransform(lung.astype(np.uint8), cv2.DIST_L2, 5) / s
+        depth = rng.uniform(0.025, 0.06)
+        sign = 2 * side - 1
+        lx = an.cx + sign * (0.06 + an.lung_w)
+        # Apex and lateral wall only, not along the mediastinum.
+        upper = (y < an.lung_top + rng.uniform(0.3, 0.45)) & \
+            ((sign * (x - lx) > -0.3 * an.lung_w) | (y < an.lung_top + 0.06))
+        air = lung & (dist < depth) & upper
+        line = lung & (np.abs(dist - depth) < 0.004) & upper
+        img -= 0.07 * _soft(air, 0.003 * s) + 0.04 * markings * air
+        img += 0.1 * _soft(line, 0.002 * s)
+        mask[air] |= _bit(d)
+    else:
+        r_lo, r_hi, amp = {"Mass": (0.03, 0.06, 0.24), "Nodule": (0.008, 0.02, 0.2),
+                           "Infiltration": (0.06, 0.1, 0.12),
+                           "Pneumonia": (0.08, 0.13, 0.22),
+                           "Atelectasis": (0.05, 0.09, 0.16)}[d]
+        r = rng.uniform(r_lo, r_hi)
+        px, py = _point_in(lung, rng, int(0.6 * r * s))
+        if d == "Atelectasis":  # thin plate, low in the lung
+            ys = np.nonzero(lung[:, px])[0]
+            py = int(ys.min() + rng.uniform(0.55, 0.85) * (ys.max() - ys.min()))
+            ang = math.radians(rng.uniform(-25, 25))
+            thick = rng.uniform(0.012, 0.025)
+            u = (x - px / s) * math.cos(ang) + (y - py / s) * math.sin(ang)
+            v = -(x - px / s) * math.sin(ang) + (y - py / s) * math.cos(ang)
+            region = ((u / r) ** 2 + (v / thick) ** 2 <= 1.0) & lung
+            alpha = _soft(region, 0.004 * s)
+        else:
+            d2 = ((x - px / s) ** 2 + (y - py / s) ** 2) / r ** 2
+            if d in ("Mass", "Nodule"):
+                region = d2 <= 1.0
+                alpha = _soft(region, 0.15 * r * s)
+            else:  # patchy: smooth noise inside a soft blob
+                patch = 0.5 + 0.5 * _smooth_noise(rng, s, 48 if d == "Infiltration" else 32)
+                blob = np.exp(-d2 * 1.5) * (0.35 + 0.65 * patch)
+                region = (blob > 0.25) & lung
+                alpha = cv2.GaussianBlur(np.where(region, blob, 0).astype(np.float32),
+                                         (0, 0), 0.004 * s + 0.3)
+        img += amp * alpha
+        mask[region] |= _bit(d)
 
 
 # --- the dataset: plan in the main process, render per image from its own seed -------
@@ -259,16 +264,11 @@ def render(job: Job) -> dict:
         grey, dparams = degradation_xray.degrade(grey, fov,
                                                  rng_for(job.seed, "native", job.image_id))
         native = json.dumps(dparams, sort_keys=True)
-    return {
-        "image_id": job.image_id, "split": job.split,
-        "quality": "low" if job.low_quality else "high",
-        "quality_code": int(job.low_quality), "lesion": bool(job.labels),
-        "labels": list(job.labels), "source": f"synthetic:chest:seed={job.seed}",
-        "width": job.size, "height": job.size, "native_degradation": native,
-        "meta": json.dumps(meta, sort_keys=True),
-        "image": encode_png(grey), "fov": encode_png(fov.astype(np.uint8) * 255),
-        "lesion_mask": encode_png(mask),
-    }
+    return manifest_row(
+        image_id=job.image_id, split=job.split, quality_code=int(job.low_quality),
+        lesion=bool(job.labels), labels=job.labels, source=f"synthetic:chest:seed={job.seed}",
+        size=job.size, native_degradation=native, meta=meta, image=grey, fov=fov,
+        lesion_mask=mask)
 
 
 def render_aux(job: Job) -> dict:

@@ -17,10 +17,9 @@ import numpy as np
 from comcl.common.params import Params
 from comcl.common.seeding import rng_for
 from comcl.data import degradation_fundus
+from comcl.data.source_types import AuxSource, Source, manifest_row
 from comcl.data.synth_fundus import render_fundus
-from comcl.imaging.codec import encode_png
 from comcl.imaging.lesion_classes import LESION_CLASSES
-from comcl.data.source_types import AuxSource, Source
 
 SPLIT_CODES = {"train": 0, "test": 1, "aux": 2}
 
@@ -90,15 +89,11 @@ def render(job: Job) -> dict:
     if job.low_quality:
         rgb, dparams = degradation_fundus.degrade(rgb, fov, rng_for(job.seed, "native", job.image_id))
         native = json.dumps(dparams, sort_keys=True)
-    return {
-        "image_id": job.image_id, "split": job.split,
-        "quality": "low" if job.low_quality else "high",
-        "quality_code": int(job.low_quality), "lesion": job.grade > 0, "label": job.grade,
-        "source": f"synthetic:fundus:seed={job.seed}", "width": job.size, "height": job.size,
-        "native_degradation": native, "meta": json.dumps(meta, sort_keys=True),
-        "image": encode_png(rgb), "fov": encode_png(fov.astype(np.uint8) * 255),
-        "lesion_mask": encode_png(mask),
-    }
+    return manifest_row(
+        image_id=job.image_id, split=job.split, quality_code=int(job.low_quality),
+        lesion=job.grade > 0, label=job.grade, source=f"synthetic:fundus:seed={job.seed}",
+        size=job.size, native_degradation=native, meta=meta, image=rgb, fov=fov,
+        lesion_mask=mask)
 
 
 def main_source(params: Params):

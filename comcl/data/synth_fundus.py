@@ -170,8 +170,36 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
     dx, dy = (xx - cx) / R, (yy - cy) / R
     d2 = dx * dx + dy * dy
     d = np.sqrt(d2)
+    img, light = _retina(rng, size, dx, dy, d2)
+    canvas = _Canvas(img)
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    od = (cx + side * rng.uniform(0.33, 0.4) * R, cy + rng.uniform(-0.06, 0.06) * R,
+          rng.uniform(0.085, 0.105) * R)
+    fovea = (cx - side * rng.uniform(0.02, 0.08) * R, cy + rng.uniform(-0.04, 0.04) * R)
+    _anatomy(rng, canvas, light, size, cx, cy, R, od, fovea, side, s)
 
-    # Retina colour, vignetting, a gentle illumination gradient and choroidal texture.
+    ma, he, ex, se = sample_load(rng, grade)
+    geo = (cx, cy, R, od, fovea, s)
+    _draw_ma(rng, canvas, ma, geo)
+    _draw_he(rng, canvas, he, geo)
+    _draw_ex(rng, canvas, ex, geo)
+    _draw_se(rng, canvas, se, geo)
+    grade_drawn = grade_from_load(ma, he, ex, se)
+    assert grade_drawn == grade, (grade_drawn, grade)
+    fov = d <= 1.0
+    edge = np.clip((1.0 - d) * R + 0.5, 0.0, 1.0)
+    img *= edge[..., None]
+    rgb = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb[~fov] = 0
+    canvas.mask[~fov] = 0
+    meta = {"ma": ma, "he": he, "ex_clusters": ex, "se": se,
+            "fov_center": [round(cx, 2), round(cy, 2)], "fov_radius": round(R, 2),
+            "optic_disc": [round(v, 2) for v in od], "eye": "right" if side > 0 else "left"}
+    return rgb, fov, canvas.mask, meta
+
+
+def _retina(rng, size, dx, dy, d2):
+    """Retina colour, vignetting, a gentle illumination gradient and choroidal texture."""
     base = np.array([rng.uniform(0.74, 0.9), rng.uniform(0.30, 0.42), rng.uniform(0.10, 0.2)],
                     np.float32)
     a = rng.uniform(0, 2 * math.pi)
@@ -180,18 +208,15 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
     light *= 1 + 0.05 * _smooth_noise(rng, size, 10) + 0.02 * _smooth_noise(rng, size, 40)
     img = light[..., None] * base
     img += 0.006 * rng.standard_normal((size, size, 1), dtype=np.float32)  # sensor noise
-    canvas = _Canvas(img)
+    return img, light
 
-    side = 1.0 if rng.random() < 0.5 else -1.0
-    od = (cx + side * rng.uniform(0.33, 0.4) * R, cy + rng.uniform(-0.06, 0.06) * R,
-          rng.uniform(0.085, 0.105) * R)
-    fovea = (cx - side * rng.uniform(0.02, 0.08) * R, cy + rng.uniform(-0.04, 0.04) * R)
 
+def _anatomy(rng, canvas, light, size, cx, cy, R, od, fovea, side, s) -> None:
+    """Macula, vessels, then the optic disc (vessels emerge from under its rim)."""
+    img = canvas.img
     # Macula: a broad darker zone around the fovea (negligible beyond 3 widths).
     sl, ox, oy = canvas.window(fovea[0], fovea[1], 0.17 * R * 3)
     img[sl] *= (1 - rng.uniform(0.15, 0.28) * np.exp(-(ox * ox + oy * oy) / (0.17 * R) ** 2))[..., None]
-
-    # Vessels, then the optic disc (vessels emerge from under its rim).
     vein, artery = _draw_vessels(rng, size, od[0], od[1], side, R, s)
     vcol = np.array([0.42, 0.06, 0.05], np.float32)
     acol = np.array([0.62, 0.14, 0.08], np.float32)
@@ -199,7 +224,6 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
         where = np.nonzero(cover)  # vessels cover a small part of the image
         a = (opacity * cover[where])[:, None]
         img[where] = img[where] * (1 - a) + a * colour * light[where][:, None]
-
     sl, ox, oy = canvas.window(od[0], od[1], od[2] * 1.4)
     dist = np.sqrt(ox * ox + oy * oy)
     canvas.blend(sl, _soft_disc(dist, od[2], 0.25 * od[2]),
@@ -207,14 +231,20 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
     canvas.blend(sl, _soft_disc(dist, od[2] * rng.uniform(0.35, 0.5), 0.3 * od[2]),
                  (1.0, 0.94, 0.80), rng.uniform(0.5, 0.75))
 
-    ma, he, ex, se = sample_load(rng, grade)
-    for _ in range(ma):
+
+def _draw_ma(rng, canvas, n, geo) -> None:
+    cx, cy, R, od, fovea, s = geo
+    for _ in range(n):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
         r = rng.uniform(1.0, 2.0) * s
         sl, ox, oy = canvas.window(x, y, r + 2)
         canvas.blend(sl, _soft_disc(np.sqrt(ox * ox + oy * oy), r, 0.8 * s),
                      (0.40, 0.05, 0.04), rng.uniform(0.45, 0.75), class_bit("MA"))
-    for _ in range(he):
+
+
+def _draw_he(rng, canvas, n, geo) -> None:
+    cx, cy, R, od, fovea, s = geo
+    for _ in range(n):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
         alpha_parts = []
         sl, ox, oy = canvas.window(x, y, 14 * s)
@@ -228,7 +258,11 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
             alpha_parts.append(_soft_disc(np.sqrt(u * u + v * v), 1.0, 0.35))
         canvas.blend(sl, np.maximum.reduce(alpha_parts), (0.33, 0.04, 0.03),
                      rng.uniform(0.5, 0.8), class_bit("HE"))
-    for _ in range(ex):
+
+
+def _draw_ex(rng, canvas, n, geo) -> None:
+    cx, cy, R, od, fovea, s = geo
+    for _ in range(n):
         x0, y0 = _lesion_position(rng, cx, cy, R, od, fovea, rng.random() < 0.6)
         spread = rng.uniform(5, 16) * s
         strength = rng.uniform(0.5, 0.85)
@@ -240,7 +274,11 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
             sl, ox, oy = canvas.window(x, y, r + 2)
             canvas.blend(sl, _soft_disc(np.sqrt(ox * ox + oy * oy), r, 0.7 * s),
                          (0.98, 0.88, 0.42), strength, class_bit("EX"))
-    for _ in range(se):
+
+
+def _draw_se(rng, canvas, n, geo) -> None:
+    cx, cy, R, od, fovea, s = geo
+    for _ in range(n):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
         sx = rng.uniform(4.5, 9.0) * s
         sy = sx * rng.uniform(0.6, 1.0)
@@ -250,16 +288,3 @@ def render_fundus(rng: np.random.Generator, size: int, grade: int):
         v = (-ox * math.sin(t) + oy * math.cos(t)) / sy
         canvas.blend(sl, np.exp(-0.5 * (u * u + v * v)), (0.93, 0.88, 0.78),
                      rng.uniform(0.35, 0.55), class_bit("SE"), mask_at=0.35)
-
-    grade_drawn = grade_from_load(ma, he, ex, se)
-    assert grade_drawn == grade, (grade_drawn, grade)
-    fov = d <= 1.0
-    edge = np.clip((1.0 - d) * R + 0.5, 0.0, 1.0)
-    img *= edge[..., None]
-    rgb = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rgb[~fov] = 0
-    canvas.mask[~fov] = 0
-    meta = {"ma": ma, "he": he, "ex_clusters": ex, "se": se,
-            "fov_center": [round(cx, 2), round(cy, 2)], "fov_radius": round(R, 2),
-            "optic_disc": [round(v, 2) for v in od], "eye": "right" if side > 0 else "left"}
-    return rgb, fov, canvas.mask, meta

@@ -24,8 +24,8 @@ from comcl.common import manifest, paths
 from comcl.common.atomic import atomic_file, write_text
 from comcl.common.errors import DataError
 from comcl.common.params import Params
-from comcl.common.seeding import rng_for
 from comcl.common.placement import setup_threads
+from comcl.common.seeding import rng_for
 from comcl.detection import detector as det
 from comcl.detection.windows import window_around
 from comcl.imaging.imagestore import ImageStore
@@ -93,30 +93,15 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     for start in range(0, len(images), batch):
         chunk = images.iloc[start:start + batch]
         recs = [store.record(i) for i in chunk["image_id"]]
-        inputs, scales = [], []
-        for r in recs:
+        for r, (_, row), pred in zip(recs, chunk.iterrows(), _predict(model, cfg, recs)):
             h, w = r.image.shape[:2]
-            img = r.image if (h, w) == (cfg.image_size,) * 2 else \
-                cv2.resize(r.image, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
-            inputs.append(det.to_tensor(img))
-            scales.append(np.array([w, h, w, h], np.float32) / cfg.image_size)
-        with torch.inference_mode():
-            preds = model(inputs)
-        for r, (_, row), pred, scale in zip(recs, chunk.iterrows(), preds, scales):
-            h, w = r.image.shape[:2]
-            pred = {k: v.cpu() for k, v in pred.items()}
-            pred["boxes"] = pred["boxes"] * torch.from_numpy(scale)
             kept = keep_boxes(pred, conf, size, border, w, h, limit)
             n_before = len(rows)
             for k, (box, score, label) in enumerate(kept):
                 win = window_around(box, size, w, h, rng_for(seed, r.image_id, k))
-                if win is None:
-                    continue
-                rows.append({"image_id": r.image_id, "x0": win[0], "y0": win[1], "x1": win[2],
-                             "y1": win[3], "score": score, "lesion_class": cfg.classes[label - 1],
-                             "subset": row["subset"], "quality": row["quality"],
-                             "box_x0": float(box[0]), "box_y0": float(box[1]),
-                             "box_x1": float(box[2]), "box_y1": float(box[3])})
+                if win is not None:
+                    rows.append(_window_row(r.image_id, win, box, score,
+                                            cfg.classes[label - 1], row))
             if len(rows) == n_before:
                 without.append(r.image_id)
             if r.lesion_mask is not None:
@@ -142,6 +127,32 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     if figure:
         draw_windows(store, boxes, images, figure)
     return summary
+
+
+def _predict(model, cfg, recs) -> list[dict]:
+    """The detector's predictions for image records, boxes in stored-image pixels."""
+    inputs, scales = [], []
+    for r in recs:
+        h, w = r.image.shape[:2]
+        img = r.image if (h, w) == (cfg.image_size,) * 2 else \
+            cv2.resize(r.image, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
+        inputs.append(det.to_tensor(img))
+        scales.append(np.array([w, h, w, h], np.float32) / cfg.image_size)
+    with torch.inference_mode():
+        preds = model(inputs)
+    out = []
+    for pred, scale in zip(preds, scales):
+        pred = {k: v.cpu() for k, v in pred.items()}
+        pred["boxes"] = pred["boxes"] * torch.from_numpy(scale)
+        out.append(pred)
+    return out
+
+
+def _window_row(image_id: str, win, box, score: float, lesion_class: str, row) -> dict:
+    return {"image_id": image_id, "x0": win[0], "y0": win[1], "x1": win[2], "y1": win[3],
+            "score": score, "lesion_class": lesion_class, "subset": row["subset"],
+            "quality": row["quality"], "box_x0": float(box[0]), "box_y0": float(box[1]),
+            "box_x1": float(box[2]), "box_y1": float(box[3])}
 
 
 def draw_windows(store: ImageStore, boxes: pd.DataFrame, images: pd.DataFrame, path,

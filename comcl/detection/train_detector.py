@@ -28,8 +28,8 @@ from comcl.common.errors import DataError
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
-from comcl.common.seeding import rng_for
 from comcl.common.placement import setup_threads
+from comcl.common.seeding import rng_for
 from comcl.detection import detector as det
 from comcl.imaging.imagestore import ImageStore
 
@@ -191,6 +191,34 @@ def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n
     plt.close(fig)
 
 
+def _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop, lr, live,
+                progress) -> None:
+    """AdamW on random crops with warmup + cosine; dvclive every 10 steps."""
+    bar = tqdm(range(steps), desc="train_detector", unit="step", disable=not progress)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
+        ids = [train_ids[i] for i in rng.integers(0, len(train_ids), batch)]
+        imgs, tgts = zip(*(sample_crop(rng, images[i], targets[i], crop) for i in ids))
+        losses = model(list(imgs), list(tgts))
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise DataError(f"train_detector: loss became {loss.item()} at step {step}; "
+                            "lower detector.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if live is not None and (step % 10 == 0 or step == steps - 1):
+            live.step = step
+            live.log_metric("train/loss", loss.item())
+            for k, v in losses.items():
+                live.log_metric(f"train/{k}", v.item())
+            live.log_metric("train/lr", opt.param_groups[0]["lr"])
+            live.next_step()
+
+
 def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out: str | Path,
         figure: str | Path | None, live_dir: str | Path | None = None,
         progress: bool = True) -> dict:
@@ -223,29 +251,8 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     start = time.perf_counter()
     det.set_input_size(model, min(crop, size))
     model.train()
-    bar = tqdm(range(steps), desc="train_detector", unit="step", disable=not progress)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
-        ids = [train_ids[i] for i in rng.integers(0, len(train_ids), batch)]
-        imgs, tgts = zip(*(sample_crop(rng, images[i], targets[i], crop) for i in ids))
-        losses = model(list(imgs), list(tgts))
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise DataError(f"train_detector: loss became {loss.item()} at step {step}; "
-                            "lower detector.lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if live is not None and (step % 10 == 0 or step == steps - 1):
-            live.step = step
-            live.log_metric("train/loss", loss.item())
-            for k, v in losses.items():
-                live.log_metric(f"train/{k}", v.item())
-            live.log_metric("train/lr", opt.param_groups[0]["lr"])
-            live.next_step()
+    _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop, lr, live,
+                progress)
     train_seconds = time.perf_counter() - start
     det.set_input_size(model, size)
     hold_images = [images[i] for i in hold_ids]

@@ -24,7 +24,6 @@ from comcl.common.live_log import open_live
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
 from comcl.diagnosis import classifier
-from comcl.diagnosis.predict import predict
 from comcl.diagnosis.metrics import (
     confusion,
     grading_from_confusion,
@@ -32,6 +31,7 @@ from comcl.diagnosis.metrics import (
     multilabel_metrics,
     with_intervals,
 )
+from comcl.diagnosis.predict import predict
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
 from comcl.imaging.imagestore import ImageStore

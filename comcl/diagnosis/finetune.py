@@ -26,8 +26,8 @@ from comcl.common.errors import DataError, ParamError
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
-from comcl.common.seeding import rng_for
 from comcl.common.placement import Placement
+from comcl.common.seeding import rng_for
 from comcl.diagnosis import classifier
 from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
 from comcl.diagnosis.predict import predict
