@@ -39,7 +39,7 @@ from comcl.data.source_files import (
     relative_to_root,
     safe_name,
 )
-from comcl.data.source_types import Source, manifest_row
+from comcl.data.source_types import FileJob, Source, manifest_row
 from comcl.imaging.codec import read_image_file
 from comcl.imaging.lesion_classes import CHEST_DISEASES
 
@@ -172,11 +172,7 @@ def read_quality(path: Path, images: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 @dataclass(frozen=True)
-class Job:
-    image_id: str
-    split: str
-    path: str
-    source: str
+class Job(FileJob):
     labels: tuple[str, ...]
     group: str
     quality_code: int

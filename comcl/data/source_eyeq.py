@@ -39,7 +39,7 @@ from comcl.data.source_files import (
     relative_to_root,
     safe_name,
 )
-from comcl.data.source_types import Source, manifest_row
+from comcl.data.source_types import FileJob, Source, manifest_row
 from comcl.imaging.codec import check_encoded, decode_image
 
 COLUMNS = ("image", "quality", "DR_grade")
@@ -108,11 +108,7 @@ def patient_of(stem: str) -> str:
 
 
 @dataclass(frozen=True)
-class Job:
-    image_id: str
-    split: str
-    path: str
-    source: str
+class Job(FileJob):
     label: int
     quality_code: int
     group: str

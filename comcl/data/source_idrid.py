@@ -35,7 +35,7 @@ from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.data import fundus_fov
 from comcl.data.source_files import RealDataSettings, check_files, dataset_root, relative_to_root
-from comcl.data.source_types import AuxSource, manifest_row
+from comcl.data.source_types import AuxSource, FileJob, manifest_row
 from comcl.imaging.codec import read_image_file
 from comcl.imaging.lesion_classes import LESION_CLASSES
 from comcl.imaging.mask_boxes import mask_boxes
@@ -63,11 +63,7 @@ def _split_of(set_name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Job:
-    image_id: str
-    split: str
-    path: str
-    source: str
+class Job(FileJob):
     masks: tuple[tuple[str, str], ...]   # (lesion class, mask path), OD left out
     size: int
 

@@ -10,6 +10,15 @@ import numpy as np
 from comcl.imaging.codec import encode_png
 
 
+@dataclass(frozen=True)
+class FileJob:
+    """One image file of a real dataset to render (adapters add their own fields)."""
+    image_id: str
+    split: str
+    path: str
+    source: str
+
+
 @dataclass
 class Source:
     jobs: list
