@@ -69,12 +69,16 @@ class Placement:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """A host batch on the device in the model's memory format (pinned, non-blocking
-        copy on CUDA)."""
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A host batch on the device (pinned, non-blocking copy on CUDA), layout kept:
+        for raw images that are augmented there before the model sees them."""
         if self.device.type == "cuda" and x.device.type == "cpu":
             x = x.pin_memory()
-        return self.memory_format(x.to(self.device, non_blocking=True))
+        return x.to(self.device, non_blocking=True)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A host batch on the device in the model's memory format."""
+        return self.memory_format(self.to_device(x))
 
     def memory_format_model(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)

@@ -31,10 +31,10 @@ from comcl.diagnosis.metrics import (
     multilabel_metrics,
     with_intervals,
 )
-from comcl.diagnosis.predict import predict
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
 from comcl.imaging.imagestore import ImageStore
+from comcl.imaging.inference import predict
 
 
 def evaluate_predictions(cfg: classifier.ClassifierConfig, y, pred, prob, quality: np.ndarray,

@@ -30,9 +30,9 @@ from comcl.common.placement import Placement
 from comcl.common.seeding import rng_for
 from comcl.diagnosis import classifier
 from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
-from comcl.diagnosis.predict import predict
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
+from comcl.imaging.inference import predict
 
 STAGE = "stages.finetune"
 TRAIN_SUBSETS = ("HL", "LL", "HH", "LH")
@@ -106,10 +106,11 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
         raise ParamError("finetune.batch_size", f"= {cfg.batch_size} must be divisible by the "
                                                 f"number of processes ({info.world})")
     torch.manual_seed(cfg.seed)
-    job = _Finetune(cfg, info, place, classifier.from_encoder(
-        encoder, dinfo["task"], dinfo["classes"], cfg.loss, cfg.image_size))
-    job.aug = augment_config(dinfo.get("modality", "fundus"), cfg.image_size)
-    job.y_train, job.y_val = (classifier.targets(df, job.mcfg) for df in (train, val))
+    model = classifier.from_encoder(encoder, dinfo["task"], dinfo["classes"], cfg.loss,
+                                    cfg.image_size)
+    job = _Finetune(cfg, info, place, model,
+                    augment_config(dinfo.get("modality", "fundus"), cfg.image_size),
+                    *(classifier.targets(df, model.cfg) for df in (train, val)))
     store = degraded / paths.IMAGES
     with resized(store, train["image_id"].tolist(), cfg.image_size, workers,
                  "finetune: train images", progress and info.main) as train_img, \
@@ -142,8 +143,10 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
 class _Finetune:
     """One fine-tuning run's state: model, optimiser, best epoch, history."""
 
-    def __init__(self, cfg: FinetuneConfig, info, place: Placement, model):
+    def __init__(self, cfg: FinetuneConfig, info, place: Placement, model,
+                 aug: augment.AugmentConfig, y_train: np.ndarray, y_val: np.ndarray):
         self.cfg, self.info, self.place = cfg, info, place
+        self.aug, self.y_train, self.y_val = aug, y_train, y_val
         self.mcfg = model.cfg
         self.model, self.net = place.model(model, info)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
@@ -152,7 +155,6 @@ class _Finetune:
         self.best = {"kappa": -2.0, "epoch": 0, "state": None}
         self.history: list = []
         self.t0, self.seen = time.perf_counter(), 0
-        self.aug = self.y_train = self.y_val = None
 
     def epoch(self, epoch: int, images: np.ndarray, progress: bool) -> list[float]:
         cfg, info = self.cfg, self.info
@@ -173,7 +175,7 @@ class _Finetune:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             p = augment.select(augment.sample_params(cfg.batch_size, self.aug, gen),
                                np.arange(cfg.batch_size)[info.rank::info.world])
-            x = self.place.memory_format(augment.augment(self.place.inputs(x), p, self.aug))
+            x = self.place.memory_format(augment.augment(self.place.to_device(x), p, self.aug))
             y = torch.from_numpy(self.y_train[idx]).to(self.place.device)
             with self.place.autocast():
                 out = self.net(x)

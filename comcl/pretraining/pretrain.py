@@ -117,6 +117,9 @@ class _Run:
         self.seen, self.t0 = 0, time.perf_counter()
         mem = np.flatnonzero(~self.held_out)
         self.mem_rows = np.sort(np.random.default_rng(cfg.seed).permutation(mem)[:PROBE_MEMORY])
+        lesion = self.index["lesion"].to_numpy()
+        self.probe_x, self.probe_y = self.arr[np.flatnonzero(self.held_out)], lesion[self.held_out]
+        self.mem_x, self.mem_y = self.arr[self.mem_rows], lesion[self.mem_rows]
 
     def step(self, step: int) -> tuple[float, dict]:
         for g in self.opt.param_groups:
@@ -168,11 +171,10 @@ class _Run:
     def probe(self, live, epoch: int, step: int) -> None:
         if not (self.info.main and self.held_out.any() and len(self.mem_rows)):
             return
-        backbone, size, lesion = self.model.backbone, self.cfg.input_size, self.index["lesion"]
-        mem = probe.features(backbone, self.arr[self.mem_rows], size, self.place)
-        test = probe.features(backbone, self.arr[np.flatnonzero(self.held_out)], size, self.place)
-        res = probe.knn_accuracy(mem, lesion.to_numpy()[self.mem_rows], test,
-                                 lesion.to_numpy()[self.held_out])
+        backbone, size = self.model.backbone, self.cfg.input_size
+        mem = probe.features(backbone, self.mem_x, size, self.place)
+        test = probe.features(backbone, self.probe_x, size, self.place)
+        res = probe.knn_accuracy(mem, self.mem_y, test, self.probe_y)
         self.history["probe"].append({"epoch": epoch, **{k: round(v, 4) for k, v in res.items()}})
         log_probe(live, self.history["probe"][-1], step)
 

@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from comcl.common.placement import Placement
 from comcl.common.seeding import stable_hash
-from comcl.imaging import augment
+from comcl.imaging.inference import predict
 
 
 def probe_split(index: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
@@ -30,16 +30,10 @@ def probe_split(index: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
 @torch.no_grad()
 def features(backbone: torch.nn.Module, patches: np.ndarray, size: int, place: Placement,
              batch: int = 256) -> np.ndarray:
-    was_training = backbone.training
-    backbone.eval()
-    out = []
-    for i in range(0, len(patches), batch):
-        x = torch.from_numpy(np.ascontiguousarray(patches[i:i + batch])).permute(0, 3, 1, 2)
-        with place.autocast():
-            f = backbone(place.memory_format(augment.plain(x.to(place.device), size)))
-        out.append(torch.nn.functional.normalize(f.float(), dim=1).cpu().numpy())
-    backbone.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+    if not len(patches):
+        return np.zeros((0, 1), np.float32)
+    f = predict(backbone, patches, size, place, batch)
+    return torch.nn.functional.normalize(f, dim=1).numpy()
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> dict:

@@ -16,7 +16,7 @@ from comcl.imaging import augment
 def two_views(raw: torch.Tensor, positions: np.ndarray, n_global: int,
               aug: augment.AugmentConfig, seed: int, step: int, place: Placement) -> torch.Tensor:
     """uint8 (2n, C, S, S) host views -> float views (2n, C, s, s) on the device."""
-    raw = place.inputs(raw)
+    raw = place.to_device(raw)
     n = len(positions)
     gen1 = torch.Generator().manual_seed(seed * 1_000_003 + step * 2)
     gen2 = torch.Generator().manual_seed(seed * 1_000_003 + step * 2 + 1)

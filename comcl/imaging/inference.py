@@ -1,4 +1,5 @@
-"""Inference of a classifier on whole images (validation in ``finetune``, ``evaluate``)."""
+"""Batched inference without augmentation: the classifier on whole images (``finetune``
+validation, ``evaluate``) and the backbone on patches (the pretraining probe)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,8 @@ from comcl.imaging import augment
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, size: int, place: Placement,
             batch: int = 32) -> torch.Tensor:
-    """Raw float32 model outputs for uint8 (N, S, S, C) images, without augmentation."""
+    """Raw float32 CPU outputs of ``model`` (eval mode) for uint8 (N, S, S, C) images
+    resized to ``size``."""
     was = model.training
     model.eval()
     outs = []
