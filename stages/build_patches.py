@@ -2,6 +2,7 @@
 import click
 
 from comcl.common import paths
+from comcl.common.text import plural
 from comcl.detection.patch_store import build
 from stages.options import degraded_option, one_line_errors
 
@@ -21,7 +22,8 @@ memory speed; draws a grid of windows per class and quality. Reads no params."""
 @one_line_errors
 def main(lesion_boxes, healthy_boxes, degraded, out, figure):
     res = build(lesion_boxes, healthy_boxes, degraded, out, figure or None)
-    click.echo(f"build_patches: {res['patches']} patches {res['per_pool']} -> {out}")
+    click.echo(f"build_patches: {plural(res['patches'], 'patch', 'patches')} "
+               f"{res['per_pool']} -> {out}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import click
 
 from comcl.common import paths
 from comcl.common.params import Params
+from comcl.common.text import plural
 from comcl.detection.crop_healthy import run
 from stages.options import degraded_option, one_line_errors, params_option, splits_option
 
@@ -18,7 +19,8 @@ Reads params: patches.""")
 @one_line_errors
 def main(params_path, splits, degraded, out):
     res = run(Params.load(params_path), splits, degraded, out)
-    click.echo(f"crop_healthy: {res['windows']} windows from {res['images']} images -> {out}")
+    click.echo(f"crop_healthy: {plural(res['windows'], 'window')} from "
+               f"{plural(res['images'], 'image')} -> {out}")
 
 
 if __name__ == "__main__":

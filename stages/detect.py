@@ -3,6 +3,7 @@ import click
 
 from comcl.common import paths
 from comcl.common.params import Params
+from comcl.common.text import plural
 from comcl.detection.detect import run
 from stages.options import degraded_option, one_line_errors, params_option, splits_option
 
@@ -26,7 +27,8 @@ def main(params_path, splits, degraded, model, out, metrics, figure):
     res = run(Params.load(params_path), splits, degraded, model, out, metrics, figure or None)
     extra = (f", window precision {res['window_precision']}, lesion recall {res['lesion_recall']}"
              if "window_precision" in res else "")
-    click.echo(f"detect: {res['windows']} windows on {res['images']} images{extra} -> {out}")
+    click.echo(f"detect: {plural(res['windows'], 'window')} on "
+               f"{plural(res['images'], 'image')}{extra} -> {out}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import functools
 import click
 
 from comcl.common import paths
-from comcl.common.errors import PipelineError
+from comcl.common.errors import ParamError, PipelineError
 
 params_option = click.option(
     "--params", "params_path", default=paths.PARAMS, show_default=True,
@@ -24,11 +24,16 @@ device_option = click.option(
 
 
 def one_line_errors(fn):
-    """Print the library's ``PipelineError`` as one ``Error: ...`` line, exit status 1."""
+    """Print the library's ``PipelineError`` as one ``Error: ...`` line, exit status 1.
+
+    A ``ParamError`` raised where the params file was not known names the one this
+    command read (``--params``)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PipelineError as exc:
+            if isinstance(exc, ParamError):
+                exc = exc.with_source(kwargs.get("params_path") or paths.PARAMS)
             raise click.ClickException(str(exc)) from None
     return wrapper

@@ -214,7 +214,8 @@ def test_cli_reports_bad_params_without_traceback(tmp_path, tiny_data):
                                     str(tiny_data / "prepared"), "--out", str(tmp_path / "o"),
                                     "--preview", "", "--workers", "1"])
     assert res.exit_code == 1
-    assert "Error: params.yaml: `degrade.target_ratio` must be <= 1.0, got 2" in res.output
+    assert (f"Error: {tmp_path / 'p.yaml'}: `degrade.target_ratio` must be <= 1.0, got 2"
+            in res.output)
     assert "Traceback" not in res.output
 
 

@@ -50,7 +50,10 @@ def test_second_view_is_degraded_only_when_flagged(tiny_patches):
     b = BatchMaker(arr, sampler, 1.0, 0, "fundus", 128)(0)
     n = len(b.positions)
     assert b.views.shape == (2 * n, 3, 48, 48) and b.views.dtype == torch.uint8
-    assert all(not torch.equal(b.views[i], b.views[n + i]) for i in range(n))
+    hq = np.isin(b.pool[:n].numpy(), (POOL_IDS["HL"], POOL_IDS["HH"]))
+    assert hq.any() and (~hq).any()
+    # high-quality patches: degraded (p = 1); low-quality ones are never degraded twice
+    assert all(torch.equal(b.views[i], b.views[n + i]) != hq[i] for i in range(n))
     b0 = BatchMaker(arr, sampler, 0.0, 0, "fundus", 128)(0)
     assert torch.equal(b0.views[:n], b0.views[n:])
     assert torch.equal(b0.instance, torch.from_numpy(np.concatenate([b0.positions] * 2)))
@@ -111,8 +114,10 @@ def test_levels_and_spl_switch_the_logged_terms(tmp_path, tiny_patches):
     pretrain_in(tmp_path, tiny_patches, {"pretrain": {"levels": {"l1": False, "l2": True, "l3": False}},
                                          "spl": {"enabled": False}})
     plots = tmp_path / "live" / "plots" / "metrics"
-    names = {p.stem for p in plots.rglob("*.tsv")}
+    names = {p.stem for p in (plots / "train").glob("*.tsv")}
     assert "loss_l2" in names and "loss_l1" not in names and "loss_l3" not in names
+    # the held-out objective measures every level, trained or not
+    assert {p.stem for p in (plots / "heldout").glob("ratio_*.tsv")} >= {"ratio_l2"}
     k = np.loadtxt(plots / "spl" / "k_l2.tsv", skiprows=1, usecols=1)
     n = np.loadtxt(plots / "spl" / "negatives_l2.tsv", skiprows=1, usecols=1)
     assert (k == n).all()  # SPL off: every negative

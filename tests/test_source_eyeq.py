@@ -117,7 +117,7 @@ def test_on_missing_error_and_skip_name_the_files(tmp_path):
         source_eyeq.plan(source_eyeq.EyeQConfig.from_params(eyeq_params(root)))
     msg = str(err.value)
     assert "2 images listed in" in msg and "1_right.jpeg, 2_left.jpeg" in msg
-    assert "1 images in" in msg and "not listed" in msg and "9_left.jpeg" in msg
+    assert "1 image in" in msg and "not listed" in msg and "9_left.jpeg" in msg
     assert "data.on_missing: skip" in msg
     jobs, notes = source_eyeq.plan(source_eyeq.EyeQConfig.from_params(
         eyeq_params(root, on_missing="skip")))

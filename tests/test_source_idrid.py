@@ -90,7 +90,7 @@ def test_missing_images_and_unannotated_images_follow_on_missing(tmp_path):
     with pytest.raises(DataError) as err:
         sources.aux_source("idrid", idrid_params(tmp_path, 128))
     msg = str(err.value)
-    assert "1 images listed in the masks" in msg and "IDRiD_03" in msg
+    assert "1 image listed in the masks" in msg and "IDRiD_03" in msg
     assert "not listed" in msg and "IDRiD_02" in msg
     aux = sources.aux_source("idrid", idrid_params(tmp_path, 128, "skip"))
     assert [j.image_id for j in aux.jobs] == ["IDRiD_01"] and len(aux.notes) == 2

@@ -4,6 +4,7 @@ The library raises these plain exceptions (never a bare traceback from deep insi
 the stage layer (``stages/options.py: one_line_errors``) prints them as
 ``Error: <message>`` and exits with status 1.
 """
+from __future__ import annotations
 
 
 class PipelineError(Exception):
@@ -18,16 +19,29 @@ class PipelineError(Exception):
 
 
 class ParamError(PipelineError):
-    """A parameter in params.yaml is missing or out of range; the message names the key."""
+    """A parameter is missing or out of range; the message names the params file and key.
 
-    def __init__(self, key: str, problem: str):
-        super().__init__(f"params.yaml: `{key}` {problem}")
+    ``source`` is the params file actually read (``--params other.yaml``); raised where
+    it is not known, the stage layer fills it in (``with_source``)."""
+
+    def __init__(self, key: str, problem: str, source: str | None = None):
+        super().__init__(f"{source or 'params.yaml'}: `{key}` {problem}")
         self.key = key
         self.problem = problem
+        self.source = source
+
+    def with_source(self, source: str) -> "ParamError":
+        """The same error naming ``source``, unless it already names a file."""
+        return self if self.source else ParamError(self.key, self.problem, str(source))
 
     def __reduce__(self):  # picklable across process-pool workers
-        return (ParamError, (self.key, self.problem))
+        return (ParamError, (self.key, self.problem, self.source))
 
 
 class DataError(PipelineError):
     """An input file is unreadable or inconsistent; the message names the file."""
+
+
+class CorruptImageError(DataError):
+    """An image file that cannot be decoded, or decodes only with damaged data
+    (``data.on_corrupt: skip`` leaves such files out)."""

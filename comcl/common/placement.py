@@ -56,7 +56,7 @@ class Placement:
 
     def setup_threads(self, info: DistInfo) -> None:
         if self.device.type == "cpu":
-            setup_threads(max(1, (os.cpu_count() or 1) // info.world))
+            setup_threads(max(1, default_workers() // info.world))
 
     def autocast(self):
         """bf16 autocast when ``precision`` is bf16 (CPU or CUDA), otherwise nothing."""

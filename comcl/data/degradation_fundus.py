@@ -27,6 +27,7 @@ import numpy as np
 TYPES = ("illumination", "spots", "blur")
 REFERENCE_SIZE = 512.0
 FIELD_STEP = 8  # coarse grid step (px) for the smooth illumination fields
+MIN_SIGMA = 0.3  # a blur below this is no blur (OpenCV needs sigma > 0)
 
 
 def fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
@@ -96,6 +97,29 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | 
     if "blur" in chosen:
         params["blur"] = {"sigma": float(rng.uniform(5.0, 15.0) * scale)}
     return params
+
+
+def with_severity(params: dict, severity: float) -> dict:
+    """``params`` with every degradation's strength scaled by ``severity`` (1: unchanged,
+    0: none): blur sigma, the illumination factors' distance from 1, halo strength, hole
+    depth and spot strength. Applied after ``sample``, so the random draws are the same
+    at any severity."""
+    if severity == 1.0:
+        return params
+    out = {**params}
+    if "blur" in out:
+        out["blur"] = {"sigma": out["blur"]["sigma"] * severity}
+    if "illumination" in out:
+        ill = dict(out["illumination"])
+        for key in ("brightness", "contrast", "saturation"):
+            ill[key] = 1.0 + (ill[key] - 1.0) * severity
+        for key in ("halo_strength", "hole_depth"):
+            ill[key] = min(ill[key] * severity, 0.95)
+        out["illumination"] = ill
+    if "spots" in out:
+        out["spots"] = [{**sp, "strength": min(sp["strength"] * severity, 0.95)}
+                        for sp in out["spots"]]
+    return out
 
 
 def _coarse_grid(height: int, width: int, step: int):
@@ -199,6 +223,8 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _blur(img: np.ndarray, fov: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma < MIN_SIGMA:
+        return img
     m = fov.astype(np.float32)
     num = gaussian_blur(img * m[..., None], sigma)
     den = gaussian_blur(m, sigma)

@@ -30,6 +30,9 @@ REFERENCE_SIZE = 512.0
 ORDER = ("contrast", "blur", "noise")
 
 
+MIN_SIGMA = 0.3  # a blur below this is no blur (OpenCV needs sigma > 0)
+
+
 def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
            types: list[str] | None = None, allowed: tuple[str, ...] | list[str] = TYPES) -> dict:
     """Draw degradation parameters; ``types`` fixes the combination, else a random
@@ -48,12 +51,31 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
     return params
 
 
+def with_severity(params: dict, severity: float) -> dict:
+    """``params`` with each degradation's strength scaled by ``severity`` (1: unchanged,
+    0: none): the contrast factor's and shift's distance from none, blur and noise sigma."""
+    if severity == 1.0:
+        return params
+    out = {**params}
+    if "contrast" in out:
+        c = out["contrast"]
+        out["contrast"] = {"factor": 1.0 + (c["factor"] - 1.0) * severity,
+                           "shift": c["shift"] * severity}
+    if "blur" in out:
+        out["blur"] = {"sigma": out["blur"]["sigma"] * severity}
+    if "noise" in out:
+        out["noise"] = {**out["noise"], "sigma": out["noise"]["sigma"] * severity}
+    return out
+
+
 def _contrast(img: np.ndarray, fov: np.ndarray, p: dict) -> np.ndarray:
     m = float(img[fov].mean()) if fov.any() else float(img.mean())
     return (img - m) * p["factor"] + m + p["shift"]
 
 
 def _blur(img: np.ndarray, fov: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma < MIN_SIGMA:
+        return img
     if fov.all():
         return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     m = fov.astype(np.float32)

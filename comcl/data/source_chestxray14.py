@@ -27,6 +27,7 @@ import pandas as pd
 
 from comcl.common.errors import DataError
 from comcl.common.params import Params
+from comcl.common.text import plural
 from comcl.data.source_files import (
     SHOW,
     ImageIndex,
@@ -84,7 +85,7 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
         if empty.any():
             i = int(np.flatnonzero(empty)[0])
             raise DataError(f"{path}: column {column!r} is empty in data row {i + 1} "
-                            f"({int(empty.sum())} such row(s))")
+                            f"({plural(int(empty.sum()), 'such row')})")
     dup = df["Image Index"].duplicated()
     if dup.any():
         raise DataError(f"{path}: image {df['Image Index'][dup].iloc[0]!r} is listed twice")
@@ -117,27 +118,27 @@ def assign_splits(entries: pd.DataFrame, train: list[str], test: list[str],
     """The official split of each Data_Entry row; every inconsistency is a DataError."""
     both = set(train) & set(test)
     if both:
-        raise DataError(f"{where['test']}: {len(both)} image(s) also in {where['train']}, "
+        raise DataError(f"{where['test']}: {plural(len(both), 'image')} also in {where['train']}, "
                         f"e.g. {sorted(both)[0]}")
     known = set(entries["image"])
     for name, listed in (("train", train), ("test", test)):
         absent = [x for x in listed if x not in known]
         if absent:
-            raise DataError(f"{where[name]}: {len(absent)} listed image(s) have no row in "
+            raise DataError(f"{where[name]}: {plural(len(absent), 'listed image')} without a row in "
                             f"{where['entries']}, e.g. {', '.join(sorted(absent)[:SHOW])}")
     lookup = {**dict.fromkeys(train, "train"), **dict.fromkeys(test, "test")}
     split = pd.Series([lookup.get(x) for x in entries["image"]], index=entries.index,
                       dtype=object)
     none = split.isna()
     if none.any():
-        raise DataError(f"{where['entries']}: {int(none.sum())} image(s) are in neither "
+        raise DataError(f"{where['entries']}: {plural(int(none.sum()), 'image')} in neither "
                         f"{where['train']} nor {where['test']}, e.g. "
                         f"{', '.join(sorted(entries['image'][none])[:SHOW])}")
     per = pd.DataFrame({"patient": entries["patient"], "split": split})
     mixed = per.groupby("patient")["split"].nunique()
     mixed = mixed[mixed > 1]
     if len(mixed):
-        raise DataError(f"{where['train']} / {where['test']}: {len(mixed)} patient(s) have "
+        raise DataError(f"{where['train']} / {where['test']}: {plural(len(mixed), 'patient')} with "
                         f"images in both splits, e.g. Patient ID {sorted(mixed.index)[0]}")
     return split
 
@@ -164,7 +165,7 @@ def read_quality(path: Path, images: pd.Series) -> tuple[pd.Series, pd.Series]:
                         "is listed twice")
     absent = ~images.isin(codes.index)
     if absent.any():
-        raise DataError(f"{path}: no quality for {int(absent.sum())} image(s), e.g. "
+        raise DataError(f"{path}: no quality for {plural(int(absent.sum()), 'image')}, e.g. "
                         f"{', '.join(sorted(images[absent])[:SHOW])}")
     got = codes.reindex(images.to_numpy()).to_numpy()
     return (pd.Series(np.where(got == 0, "high", "low"), index=images.index),

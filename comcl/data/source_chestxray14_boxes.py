@@ -105,7 +105,7 @@ def aux_plan(p: Params) -> tuple[list[Job], list[str]]:
                         tuple(part[["disease", "x", "y", "w", "h"]].itertuples(index=False,
                                                                               name=None))))
     # Images without boxes are the normal case here: only missing box images count.
-    check_files(missing, [], str(bbox), images, settings.on_missing, notes, what="box images")
+    check_files(missing, [], str(bbox), images, settings.on_missing, notes, what="box image")
     return jobs, notes
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
+from comcl.common.text import plural
 
 IMAGE_EXTENSIONS = (".png", ".jpeg", ".jpg", ".tif", ".tiff", ".bmp")
 SHOW = 5  # names shown in messages
@@ -67,7 +68,7 @@ def dataset_path(p: Params, root: Path, key: str, kind: str = "file",
     exists = path.is_dir() if kind == "dir" else path.is_file()
     if not exists:
         raise DataError(f"{path}: {'folder' if kind == 'dir' else 'file'} not found "
-                        f"(params.yaml `{key}` = {value!r})")
+                        f"({p.source} `{key}` = {value!r})")
     return path
 
 
@@ -114,7 +115,7 @@ class ImageIndex:
                 self.by_stem.setdefault(fn.rsplit(".", 1)[0], []).append(rel)
         if dup:
             first = sorted(dup)[:SHOW]
-            raise DataError(f"{self.folder}: {len(dup)} image file name(s) appear in more than "
+            raise DataError(f"{self.folder}: {plural(len(dup), 'image file name')} in more than "
                             f"one sub-folder, e.g. {', '.join(f'{n} ({dup[n]})' for n in first)}")
 
     def __len__(self) -> int:
@@ -138,21 +139,26 @@ class ImageIndex:
         return self.folder / rel
 
 
+def _are(items: list) -> str:
+    return "is" if len(items) == 1 else "are"
+
+
 def _names(items: list[str]) -> str:
     shown = ", ".join(items[:SHOW])
     return shown + (", ..." if len(items) > SHOW else "")
 
 
 def check_files(missing: list[str], unlisted: list[str], listed_in: str, folder: Path,
-                on_missing: str, notes: list[str], what: str = "images") -> None:
-    """Count and name files listed but absent and present but not listed (DESIGN §3)."""
+                on_missing: str, notes: list[str], what: str = "image") -> None:
+    """Count and name files listed but absent and present but not listed (DESIGN §3);
+    ``what`` is the singular noun of the files."""
     problems = []
     if missing:
-        problems.append(f"{len(missing)} {what} listed in {listed_in} are missing from "
-                        f"{folder} ({_names(sorted(missing))})")
+        problems.append(f"{plural(len(missing), what)} listed in {listed_in} "
+                        f"{_are(missing)} missing from {folder} ({_names(sorted(missing))})")
     if unlisted:
-        problems.append(f"{len(unlisted)} {what} in {folder} are not listed in {listed_in} "
-                        f"({_names(sorted(unlisted))})")
+        problems.append(f"{plural(len(unlisted), what)} in {folder} {_are(unlisted)} not "
+                        f"listed in {listed_in} ({_names(sorted(unlisted))})")
     if not problems:
         return
     if on_missing == "error":

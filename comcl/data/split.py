@@ -22,6 +22,7 @@ from comcl.common.atomic import atomic_dir, write_text
 from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.common.seeding import rng_for
+from comcl.common.text import plural
 
 SUBSET_RULES = {"HL": ("high", True), "LL": ("low", True), "HH": ("high", False),
                 "LH": ("low", False)}
@@ -93,7 +94,7 @@ def run(params: Params, degraded_manifest: str | Path, out: str | Path,
     if val.empty or train.empty:
         raise DataError(f"{src}: split.val_fraction={fraction} leaves an empty "
                         f"{'validation' if val.empty else 'training'} split "
-                        f"({len(train) + len(val)} training images)")
+                        f"({plural(len(train) + len(val), 'training image')})")
     summary: dict = {}
     with atomic_dir(out) as tmp:
         for name, (quality, lesion) in tqdm(SUBSET_RULES.items(), desc="split", unit="subset"):

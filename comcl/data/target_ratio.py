@@ -11,6 +11,7 @@ import pandas as pd
 
 from comcl.common.errors import ParamError
 from comcl.common.seeding import rng_for
+from comcl.common.text import plural
 
 
 def choose_to_degrade(df: pd.DataFrame, target: float | None, seed: int) -> set[str]:
@@ -26,7 +27,7 @@ def choose_to_degrade(df: pd.DataFrame, target: float | None, seed: int) -> set[
             raise ParamError(
                 "degrade.target_ratio",
                 f"= {target} is below the {split} split's current low-quality fraction "
-                f"{n_low / n:.4f} ({n_low} of {n} images); degradation can only add "
+                f"{n_low / n:.4f} ({n_low} of {plural(n, 'image')}); degradation can only add "
                 "low-quality images (use null to keep the native ratio)")
         high = np.sort(part.loc[part["quality"] == "high", "image_id"].to_numpy(str))
         pick = rng_for(seed, "choose", split).permutation(len(high))[: want - n_low]

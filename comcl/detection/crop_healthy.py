@@ -18,6 +18,7 @@ from comcl.common import manifest, paths
 from comcl.common.atomic import write_text
 from comcl.common.errors import DataError
 from comcl.common.params import Params
+from comcl.common.text import plural
 from comcl.common.seeding import rng_for
 from comcl.detection.windows import random_windows
 from comcl.imaging.imagestore import ImageStore
@@ -37,9 +38,15 @@ def run(params: Params, splits: str | Path, degraded: str | Path, out: str | Pat
         raise DataError(f"{splits}: HH and LH are both empty: no healthy image to crop")
     store = ImageStore(Path(degraded) / paths.IMAGES)
     rows, short = [], []
-    for row in tqdm(images.itertuples(), total=len(images), desc="crop_healthy", unit="img",
-                    disable=not progress):
+    bar = tqdm(images.itertuples(), total=len(images), desc="crop_healthy", unit="img",
+               disable=not progress)
+    for row in bar:
         rec = store.record(row.image_id)
+        h, w = rec.fov.shape
+        if size > min(h, w):
+            bar.close()
+            raise params.error("patches.size", f"= {size} px is larger than the {w}x{h} px "
+                                               f"image {row.image_id}: no window fits")
         usable = rec.fov if rec.lesion_mask is None else rec.fov & (rec.lesion_mask == 0)
         # Windows are sampled where usable pixels are; a window touching a lesion is refused.
         wins = random_windows(usable, size, per_image, fov_min, rng_for(seed, row.image_id))
@@ -58,7 +65,8 @@ def run(params: Params, splits: str | Path, degraded: str | Path, out: str | Pat
                         "of view in any HH/LH image; lower patches.fov_min or patches.size")
     manifest.write(boxes, out)
     if short:
-        print(f"crop_healthy: {len(short)} images gave fewer than {per_image} windows "
+        print(f"crop_healthy: {plural(len(short), 'image')} gave fewer than "
+              f"{plural(per_image, 'window')} "
               f"(first: {', '.join(short[:5])})")
     summary = {"images": len(images), "windows": len(boxes),
                "windows_per_subset": {s: int((boxes["subset"] == s).sum()) for s in ("HH", "LH")},

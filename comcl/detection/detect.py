@@ -7,7 +7,9 @@ lies at least ``detect.border`` px from every image edge; the best
 that contains the box, inside the image, at a random offset (seeded per image and box).
 Writes ``data/patches/lesion_boxes.parquet`` and ``metrics/detect.json`` (counts, images
 without a kept box and, when the data has lesion masks, window precision and lesion
-recall).
+recall). The stage fails, writing nothing, when ``patches.size`` is larger than the
+images or when no window at all is kept (naming ``detect.conf`` and the best score seen,
+or the size and border rules that refused the boxes above it).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ import torch
 from tqdm import tqdm
 
 from comcl.common import manifest, paths
-from comcl.common.atomic import atomic_file, write_text
-from comcl.common.errors import DataError
+from comcl.common.atomic import write_text
+from comcl.common.errors import DataError, PipelineError
 from comcl.common.params import Params
 from comcl.common.placement import setup_threads
 from comcl.common.seeding import rng_for
+from comcl.common.text import plural
 from comcl.detection import detector as det
+from comcl.detection.box_figure import draw_detect_windows
 from comcl.detection.windows import window_around
 from comcl.imaging.imagestore import ImageStore
 from comcl.imaging.mask_boxes import mask_boxes
@@ -88,26 +92,11 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     if images.empty:
         raise DataError(f"{splits}: HL and LL are both empty: no lesion image to detect on")
     store = ImageStore(Path(degraded) / paths.IMAGES)
-    rows, masks, without = [], {}, []
-    bar = tqdm(total=len(images), desc="detect", unit="img", disable=not progress)
-    for start in range(0, len(images), batch):
-        chunk = images.iloc[start:start + batch]
-        recs = [store.record(i) for i in chunk["image_id"]]
-        for r, (_, row), pred in zip(recs, chunk.iterrows(), _predict(model, cfg, recs)):
-            h, w = r.image.shape[:2]
-            kept = keep_boxes(pred, conf, size, border, w, h, limit)
-            n_before = len(rows)
-            for k, (box, score, label) in enumerate(kept):
-                win = window_around(box, size, w, h, rng_for(seed, r.image_id, k))
-                if win is not None:
-                    rows.append(_window_row(r.image_id, win, box, score,
-                                            cfg.classes[label - 1], row))
-            if len(rows) == n_before:
-                without.append(r.image_id)
-            if r.lesion_mask is not None:
-                masks[r.image_id] = r.lesion_mask
-        bar.update(len(chunk))
-    bar.close()
+    rows, masks, without, best, above = _detect_all(
+        params, model, cfg, store, images, (conf, size, border, limit, batch, seed), progress)
+    if not rows:
+        raise _no_window_error(params, model_path, len(images), best, above, conf, size,
+                               border)
     boxes = pd.DataFrame(rows, columns=LESION_COLUMNS).astype(
         {"x0": "int32", "y0": "int32", "x1": "int32", "y1": "int32", "score": "float32"})
     manifest.write(boxes, out)
@@ -120,13 +109,77 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
         info = manifest.read_info(Path(degraded))
         summary.update(lesion_coverage(boxes, masks, info.get("mask_classes")))
     if without:
-        print(f"detect: {len(without)} of {len(images)} lesion images have no kept box "
+        print(f"detect: {len(without)} of {plural(len(images), 'lesion image')} "
+              f"{'has' if len(without) == 1 else 'have'} no kept box "
               f"(first: {', '.join(without[:5])})")
     if metrics_out:
         write_text(metrics_out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if figure:
-        draw_windows(store, boxes, images, figure)
+        info = manifest.read_info(Path(degraded))
+        draw_detect_windows(store, boxes, images, best, conf, cfg.classes, figure,
+                            info.get("mask_classes"))
     return summary
+
+
+def _detect_all(params: Params, model, cfg, store: ImageStore, images: pd.DataFrame, rules,
+                progress: bool):
+    """Window rows, lesion masks, images without a window, the best score per image and
+    the number of boxes above ``detect.conf`` (before the size and border rules)."""
+    conf, size, border, limit, batch, seed = rules
+    rows, masks, without = [], {}, []
+    best: dict[str, float | None] = {}
+    above = 0
+    with tqdm(total=len(images), desc="detect", unit="img", disable=not progress) as bar:
+        for start in range(0, len(images), batch):
+            chunk = images.iloc[start:start + batch]
+            recs = [store.record(i) for i in chunk["image_id"]]
+            for r in recs:  # before the (slow) detector runs
+                _check_window_fits(params, size, r)
+            for r, (_, row), pred in zip(recs, chunk.iterrows(), _predict(model, cfg, recs)):
+                h, w = r.image.shape[:2]
+                scores = pred["scores"]
+                best[r.image_id] = float(scores.max()) if len(scores) else None
+                above += int((scores > conf).sum())
+                n_before = len(rows)
+                for k, (box, score, label) in enumerate(
+                        keep_boxes(pred, conf, size, border, w, h, limit)):
+                    win = window_around(box, size, w, h, rng_for(seed, r.image_id, k))
+                    if win is not None:
+                        rows.append(_window_row(r.image_id, win, box, score,
+                                                cfg.classes[label - 1], row))
+                if len(rows) == n_before:
+                    without.append(r.image_id)
+                if r.lesion_mask is not None:
+                    masks[r.image_id] = r.lesion_mask
+            bar.update(len(chunk))
+    return rows, masks, without, best, above
+
+
+def _check_window_fits(params: Params, size: int, rec) -> None:
+    h, w = rec.image.shape[:2]
+    if size > min(h, w):
+        raise params.error("patches.size", f"= {size} px is larger than the {w}x{h} px "
+                                           f"image {rec.image_id}: no window fits; set it "
+                                           f"to at most {min(h, w)}")
+
+
+def _no_window_error(params: Params, model_path, n_images: int, best: dict, above: int,
+                     conf: float, size: int, border: int) -> PipelineError:
+    """Why no window was kept: no box at all, none above ``detect.conf`` (with the best
+    score seen), or none passing the size and border rules."""
+    seen = [b for b in best.values() if b is not None]
+    where = plural(n_images, "HL/LL image")
+    if not seen:
+        return DataError(f"{model_path}: the detector found no box at all on the {where}; "
+                         "retrain it (train_detector) or check the detector params")
+    if not above:
+        return params.error("detect.conf", f"= {conf:g} kept no box on the {where}: the "
+                                            f"best score seen is {max(seen):.4f}; set "
+                                            "detect.conf below it")
+    return params.error("patches.size", f"= {size}: {plural(above, 'box', 'boxes')} scored "
+                                        f"above detect.conf = {conf:g}, but none has its "
+                                        f"longer side within patches.size and lies "
+                                        f"detect.border = {border} px inside the image")
 
 
 def _predict(model, cfg, recs) -> list[dict]:
@@ -153,36 +206,3 @@ def _window_row(image_id: str, win, box, score: float, lesion_class: str, row) -
             "score": score, "lesion_class": lesion_class, "subset": row["subset"],
             "quality": row["quality"], "box_x0": float(box[0]), "box_y0": float(box[1]),
             "box_x1": float(box[2]), "box_y1": float(box[3])}
-
-
-def draw_windows(store: ImageStore, boxes: pd.DataFrame, images: pd.DataFrame, path,
-                 n: int = 4) -> None:
-    """A few HL/LL images with their kept boxes (red) and windows (yellow)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    picks = []
-    for subset in ("HL", "LL"):
-        ids = sorted(images.loc[images["subset"] == subset, "image_id"])
-        picks += ids[: n // 2]
-    picks = picks or sorted(images["image_id"])[:n]
-    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 4.5), squeeze=False)
-    for ax, iid in zip(axes[0], picks):
-        img = store.image(iid)
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        for b in boxes[boxes["image_id"] == iid].itertuples():
-            ax.add_patch(Rectangle((b.x0, b.y0), b.x1 - b.x0, b.y1 - b.y0, fill=False,
-                                   ec="yellow", lw=0.8))
-            ax.add_patch(Rectangle((b.box_x0, b.box_y0), b.box_x1 - b.box_x0,
-                                   b.box_y1 - b.box_y0, fill=False, ec="red", lw=0.8))
-            ax.text(b.box_x0, b.box_y0 - 2, f"{b.lesion_class} {b.score:.2f}", color="red",
-                    fontsize=6)
-        sub = images.loc[images["image_id"] == iid, "subset"].iloc[0]
-        ax.set_title(f"{iid} ({sub})", fontsize=8)
-        ax.set_axis_off()
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=90, metadata={"Software": None})
-    plt.close(fig)

@@ -8,6 +8,12 @@ backbone body). Small lesions need small anchors and a fine feature map: the Mob
 FPN here starts at stride 8 (torchvision's default starts at 16) and is half as wide,
 the box head is 512 wide instead of 1024 (together 3x faster training on a CPU), and the
 anchor sizes come from ``detector.anchor_sizes``.
+
+Microaneurysms and exudate specks are 2-6 px at 512 px: ``detector.finest_stride: 4``
+adds a stride-4 level to the MobileNet FPN (levels at the ends of the stride-4, 8 and 16
+stages and the last layer, + a max-pool level: five), and ``detector.anchors_per_level:
+true`` puts the i-th of ``detector.anchor_sizes`` on the i-th level only (as torchvision
+does) instead of every size on every level. Both default to the earlier layout (stride 8, every size on every level).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
 
 ARCHS = ("mobilenet_v3", "resnet50")
+FINEST_STRIDES = (4, 8)  # MobileNet FPN's finest level
 FPN_CHANNELS = 128   # MobileNet FPN width (torchvision uses 256; 128 halves the CPU cost)
 BOX_HEAD_DIM = 512   # box head MLP width (torchvision: 1024)
 
@@ -41,13 +48,20 @@ class DetectorConfig:
     rpn_proposals_train: int
     rpn_proposals_test: int
     detections_per_image: int
+    finest_stride: int = 8
+    anchors_per_level: bool = False
+
+    @property
+    def levels(self) -> int:
+        """Feature levels of the FPN (max-pool level included)."""
+        return 5 if self.arch == "resnet50" or self.finest_stride == 4 else 4
 
     @classmethod
     def from_params(cls, p: Params, classes: list[str]) -> "DetectorConfig":
         sizes = p.number_list("detector.anchor_sizes", lo=2)
         if sorted(sizes) != sizes or len(sizes) < 1:
             raise ParamError("detector.anchor_sizes", f"must be increasing, got {sizes}")
-        return cls(
+        cfg = cls(
             arch=p.choice("detector.arch", ARCHS),
             classes=list(classes),
             image_size=p.integer("detector.image_size", lo=64, hi=4096),
@@ -55,7 +69,18 @@ class DetectorConfig:
             rpn_proposals_train=p.integer("detector.rpn_proposals_train", lo=16),
             rpn_proposals_test=p.integer("detector.rpn_proposals_test", lo=16),
             detections_per_image=p.integer("detector.detections_per_image", lo=1),
+            finest_stride=p.integer("detector.finest_stride", default=8),
+            anchors_per_level=p.boolean("detector.anchors_per_level", default=False),
         )
+        if cfg.finest_stride not in FINEST_STRIDES:
+            raise ParamError("detector.finest_stride",
+                             f"must be one of {FINEST_STRIDES}, got {cfg.finest_stride}")
+        if cfg.anchors_per_level and len(sizes) != cfg.levels:
+            raise ParamError("detector.anchor_sizes",
+                             f"with anchors_per_level, needs one size per FPN level: "
+                             f"{cfg.levels} for {cfg.arch} at finest_stride "
+                             f"{cfg.finest_stride}, got {len(sizes)}")
+        return cfg
 
 
 def build(cfg: DetectorConfig) -> FasterRCNN:
@@ -64,16 +89,19 @@ def build(cfg: DetectorConfig) -> FasterRCNN:
         # MobileNetV3-Large stages at strides 8, 16 and 32 (+ a max-pool level) into a slim
         # FPN; trainable BatchNorm since the weights start random.
         features = mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d).features
-        backbone = BackboneWithFPN(features, {"4": "0", "7": "1", "16": "2"}, [40, 80, 960],
-                                   FPN_CHANNELS, extra_blocks=LastLevelMaxPool(),
-                                   norm_layer=nn.BatchNorm2d)
-        levels = 4
+        if cfg.finest_stride == 4:
+            layers, widths = {"3": "0", "6": "1", "12": "2", "16": "3"}, [24, 40, 112, 960]
+        else:
+            layers, widths = {"4": "0", "7": "1", "16": "2"}, [40, 80, 960]
+        backbone = BackboneWithFPN(features, layers, widths, FPN_CHANNELS,
+                                   extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
     else:
         backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
                                        norm_layer=nn.BatchNorm2d, trainable_layers=5)
-        levels = 5
+    levels = cfg.levels
     sizes = tuple(cfg.anchor_sizes)
-    anchors = AnchorGenerator((sizes,) * levels, ((0.5, 1.0, 2.0),) * levels)
+    per_level = tuple((s,) for s in sizes) if cfg.anchors_per_level else (sizes,) * levels
+    anchors = AnchorGenerator(per_level, ((0.5, 1.0, 2.0),) * levels)
     channels = backbone.out_channels
     return FasterRCNN(
         backbone, num_classes=None, rpn_anchor_generator=anchors,

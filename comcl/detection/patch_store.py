@@ -17,6 +17,7 @@ from tqdm import tqdm
 from comcl.common import manifest, paths
 from comcl.common.atomic import atomic_dir, atomic_file
 from comcl.common.errors import DataError
+from comcl.common.text import plural
 from comcl.imaging.imagestore import ImageStore
 
 POOLS = ("HL", "LL", "HH", "LH")
@@ -80,35 +81,53 @@ def load(folder: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     return np.load(folder / ARRAY, mmap_mode="r"), pd.read_parquet(folder / INDEX)
 
 
-def draw_grid(folder: Path, path: str | Path, per_row: int = 6) -> None:
-    """Lesion windows per class and healthy windows, high and low quality side by side."""
+POOL_NAMES = {"HL": "high quality, lesion", "LL": "low quality, lesion",
+              "HH": "high quality, healthy", "LH": "low quality, healthy"}
+
+
+def draw_grid(folder: Path, path: str | Path, per_row: int = 8) -> None:
+    """The grid of ``grid_figure``, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = grid_figure(folder, per_row)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=80, metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+
+
+def grid_figure(folder: Path, per_row: int = 8):
+    """One row per pool (HL, LL, HH, LH; an empty pool says so): patches spread evenly
+    over the pool, lesion patches titled with their class."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     arr, index = load(folder)
-    rows = [(c, index[index["lesion"] & (index["lesion_class"] == c)])
-            for c in sorted(index.loc[index["lesion"], "lesion_class"].unique())]
-    rows.append(("healthy", index[~index["lesion"]]))
-    fig, axes = plt.subplots(len(rows), 2 * per_row, squeeze=False,
-                             figsize=(1.3 * 2 * per_row, 1.45 * len(rows)))
-    for r, (name, part) in enumerate(rows):
-        for q, quality in enumerate(("high", "low")):
-            picks = part[part["quality"] == quality].index[:per_row]
-            for c in range(per_row):
-                ax = axes[r][q * per_row + c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if c < len(picks):
-                    patch = arr[picks[c]]
-                    ax.imshow(patch[..., 0] if patch.shape[2] == 1 else patch,
-                              cmap="gray" if patch.shape[2] == 1 else None, vmin=0, vmax=255)
-                if c == 0:
-                    ax.set_ylabel(f"{name}\n{quality}", fontsize=7)
-                elif c >= len(picks):
-                    ax.set_axis_off()
-    fig.suptitle("patch windows: high quality (left), low quality (right)", fontsize=9)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    fig, axes = plt.subplots(len(POOLS), per_row, squeeze=False, layout="constrained",
+                             figsize=(1.25 * per_row + 1.2, 1.5 * len(POOLS)))
+    for r, pool in enumerate(POOLS):
+        rows = np.flatnonzero(index["pool"].to_numpy() == pool)
+        picks = rows[np.unique(np.linspace(0, len(rows) - 1, min(per_row, len(rows)))
+                               .round().astype(int))] if len(rows) else []
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(picks):
+                patch = arr[picks[c]]
+                grey = patch.shape[2] == 1
+                ax.imshow(patch[..., 0] if grey else patch, cmap="gray" if grey else None,
+                          vmin=0, vmax=255)
+                if index.at[picks[c], "lesion"]:
+                    ax.set_title(str(index.at[picks[c], "lesion_class"]), fontsize=6, pad=2)
+            else:
+                for side in ax.spines.values():
+                    side.set_visible(False)
+            if c == 0:
+                ax.set_ylabel(f"{pool}: {POOL_NAMES[pool]}\n"
+                              f"{plural(len(rows), 'patch', 'patches')}", fontsize=7)
+        if not len(rows):
+            axes[r][0].text(0.05, 0.5, "(empty)", transform=axes[r][0].transAxes,
+                            fontsize=8, va="center")
+    size = arr.shape[1]
+    fig.suptitle(f"patch store: {size} px windows, one row per pool", fontsize=9)
+    return fig

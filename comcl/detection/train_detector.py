@@ -23,13 +23,14 @@ import torch
 from tqdm import tqdm
 
 from comcl.common import manifest, paths
-from comcl.common.atomic import atomic_file, write_text
+from comcl.common.atomic import write_text
 from comcl.common.errors import DataError
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
 from comcl.common.placement import setup_threads
 from comcl.common.seeding import rng_for
+from comcl.detection import box_figure
 from comcl.detection import detector as det
 from comcl.imaging.imagestore import ImageStore
 
@@ -131,8 +132,6 @@ def sample_crop(rng, image, target, crop, min_side=1.0):
                                 "labels": torch.from_numpy(lab.astype(np.int64))}
 
 
-
-
 @torch.inference_mode()
 def predict(model, images: list[np.ndarray], batch_size: int = 4) -> list[dict]:
     model.eval()
@@ -163,32 +162,34 @@ def average_precision(preds: list[dict], targets: list[tuple], classes: list[str
     return {"ap50": per_class, "map50": round(mean, 4)}
 
 
-def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n: int = 4):
+def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n: int = 4,
+                     ids: list[str] | None = None) -> None:
+    """A few held-out images: ground truth (dashed) and the boxes scoring above ``conf``
+    (solid, with class and score), one colour per class, a legend below the panels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     n = min(n, len(images))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
-    for ax, img, (gt, gl), pr in zip(axes[0], images[:n], targets[:n], preds[:n]):
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-        for b in gt:
-            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
-                                   ec="lime", lw=1))
+    colors = box_figure.class_colors(classes)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False,
+                             layout="constrained")
+    for k, ax in enumerate(axes[0]):
+        (gt, gl), pr = targets[k], preds[k]
+        truth = [(*b.tolist(), classes[int(c) - 1]) for b, c in zip(gt, gl)]
         keep = pr["scores"] > conf
-        for b, l, s in zip(pr["boxes"][keep], pr["labels"][keep], pr["scores"][keep]):
-            b = b.tolist()
-            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
-                                   ec="red", lw=1))
-            ax.text(b[0], b[1] - 2, f"{classes[int(l) - 1]} {s:.2f}", color="red", fontsize=6)
-        ax.set_axis_off()
-    fig.suptitle(f"held-out auxiliary images: ground truth (green), predictions > {conf} (red)",
-                 fontsize=10)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=90, metadata={"Software": None})
-    plt.close(fig)
+        predicted = [(*b.tolist(), classes[int(c) - 1], float(s)) for b, c, s in
+                     zip(pr["boxes"][keep], pr["labels"][keep], pr["scores"][keep])]
+        best = float(pr["scores"].max()) if len(pr["scores"]) else None
+        name = ids[k] if ids else f"image {k + 1}"
+        box_figure.draw_boxes_panel(ax, images[k], colors, truth, predicted, conf=conf,
+                                    best=best, what="prediction",
+                                    title=f"{name}: {len(truth)} true, "
+                                          f"{len(predicted)} predicted")
+    fig.suptitle(f"train_detector: held-out auxiliary images, predictions with score > "
+                 f"{conf:g}", fontsize=9)
+    box_figure.add_legend(fig, colors)
+    box_figure.save(fig, path, dpi=110)
 
 
 def _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop, lr, live,
@@ -264,7 +265,7 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     det.save(model, cfg, model_out)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     if figure:
-        draw_predictions(hold_images, hold_targets, preds, classes, figure)
+        draw_predictions(hold_images, hold_targets, preds, classes, figure, ids=hold_ids)
     if live is not None:
         live.end()
     return result

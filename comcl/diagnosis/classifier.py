@@ -54,6 +54,7 @@ def from_encoder(encoder_path: str | Path, task: str, classes: list[str], loss: 
     cfg = ClassifierConfig(blob["backbone"], task, list(classes), loss, image_size,
                            blob.get("method", "none"))
     model = Classifier(cfg)
+    model.pixel_scale = blob.get("pixel_scale")   # None: random init or an older encoder
     if "state_dict" in blob:
         missing, unexpected = model.backbone.load_state_dict(blob["state_dict"], strict=False)
         if missing or unexpected:

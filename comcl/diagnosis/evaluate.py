@@ -11,6 +11,7 @@ images (the paper's Fig. 3) in ``plots/evaluate/gradcam.png``.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -78,48 +79,81 @@ def grad_cam(model: classifier.Classifier, x: torch.Tensor) -> np.ndarray:
     return cam.cpu().numpy()
 
 
-def draw_gradcam(model, store: ImageStore, rows, size: int, path) -> None:
+def draw_gradcam(model, store: ImageStore, rows: list[dict], size: int, path,
+                 per_block: int = 4) -> None:
+    """Each picked image (top) and its Grad-CAM inside the field of view (below), titled
+    with the true and the predicted class; lesion outlines in cyan where known."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     model.eval()
     n = len(rows)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.6), squeeze=False)
-    for c, row in enumerate(rows):
+    cols, blocks = min(n, per_block), -(-n // per_block)
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(2.6 * cols + 0.8, 5.4 * blocks),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    heat = None
+    for k, row in enumerate(rows):
         rec = store.record(row["image_id"])
         img = cv2.resize(rec.image, (size, size), interpolation=cv2.INTER_AREA)
         x = augment.plain(torch.from_numpy(img if img.ndim == 3 else img[..., None])
                           .permute(2, 0, 1)[None].contiguous(), size)
         cam = cv2.resize(grad_cam(model, x)[0], (size, size), interpolation=cv2.INTER_CUBIC)
-        for r in range(2):
-            ax = axes[r][c]
+        fov = cv2.resize(rec.fov.astype(np.uint8), (size, size),
+                         interpolation=cv2.INTER_NEAREST) > 0
+        top, bottom = axes[2 * (k // per_block)][k % per_block], \
+            axes[2 * (k // per_block) + 1][k % per_block]
+        for r, ax in enumerate((top, bottom)):
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-            if r == 1:
-                ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if r == 1:  # the heat only inside the field of view
+                heat = ax.imshow(np.ma.masked_where(~fov, np.clip(cam, 0, 1)), cmap="jet",
+                                 alpha=0.45, vmin=0, vmax=1)
             if rec.lesion_mask is not None:
                 m = cv2.resize((rec.lesion_mask > 0).astype(np.uint8), (size, size),
                                interpolation=cv2.INTER_NEAREST)
-                ax.contour(m, levels=[0.5], colors="cyan", linewidths=0.5)
-            ax.set_axis_off()
-        label = row["label"] if "label" in row else "|".join(row["labels"]) or "none"
-        axes[0][c].set_title(f"{row['image_id']}\n{row['quality']} quality, label {label}",
-                             fontsize=8)
-    fig.suptitle("Grad-CAM of the predicted class (bottom); lesion outlines in cyan where known",
-                 fontsize=9)
-    fig.tight_layout()
+                if m.any():
+                    ax.contour(m, levels=[0.5], colors="cyan", linewidths=0.5)
+        top.set_title(f"{row['image_id']} ({row['quality']} quality)\n"
+                      f"true: {row['true_text']}", fontsize=7)
+        bottom.set_title(f"predicted: {row['pred_text']}", fontsize=7)
+    if heat is not None:
+        fig.colorbar(heat, ax=axes[1::2, :].ravel().tolist(), shrink=0.6,
+                     label="Grad-CAM of the predicted class (0-1)")
+    fig.suptitle("Grad-CAM on test images (cyan: lesion outlines where known)", fontsize=9)
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=80, metadata={"Software": None})
+        fig.savefig(tmp, dpi=80, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
 
 
-def gradcam_rows(test, n: int):
-    """A fixed set: lesion test images, half high and half low quality, by sorted id."""
-    lesion = test[test["lesion"]].sort_values("image_id")
+def _class_text(cfg: classifier.ClassifierConfig, value) -> str:
+    """A grade, or the names of the diseases (``none`` when there is none)."""
+    if cfg.task == "multilabel":
+        names = [c for c, v in zip(cfg.classes, value) if v]
+        return textwrap.shorten(", ".join(names) or "none", 40, placeholder=" ...")
+    name = str(cfg.classes[int(value)])
+    return f"grade {name}" if name.isdigit() else name
+
+
+def gradcam_rows(test, n: int, cfg: classifier.ClassifierConfig, y, pred) -> list[dict]:
+    """A fixed set of ``min(n, len(test))`` test images: lesion images, high and low
+    quality alternately (sorted by id; one quality filling in when the other runs out),
+    then images without a lesion; each with its true (``y``) and predicted (``pred``,
+    both in ``test`` order) class as text."""
+    test = test.assign(_pos=np.arange(len(test))).sort_values("image_id", kind="stable")
+    lesion = test[test["lesion"]]
+    queues = [lesion[lesion["quality"] == q].to_dict("records") for q in ("high", "low")]
     picks = []
-    for quality in ("high", "low"):
-        picks += lesion[lesion["quality"] == quality].head((n + 1) // 2).to_dict("records")
-    return picks[:n] or test.sort_values("image_id").head(n).to_dict("records")
+    while any(queues) and len(picks) < n:
+        for queue in queues:
+            if queue and len(picks) < n:
+                picks.append(queue.pop(0))
+    picks += test[~test["lesion"]].head(n - len(picks)).to_dict("records")
+    for row in picks:
+        row["true_text"] = _class_text(cfg, y[row["_pos"]])
+        row["pred_text"] = _class_text(cfg, pred[row["_pos"]])
+    return picks
 
 
 def run(params: Params, splits: str | Path, degraded: str | Path, model_path: str | Path,
@@ -154,6 +188,6 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
                 live.log_sklearn_plot("confusion_matrix", y.tolist(), pred.tolist(),
                                       name="confusion_matrix.json")
     if figure and n_cam:
-        draw_gradcam(model.to("cpu"), ImageStore(store_dir), gradcam_rows(test, n_cam),
-                     cfg.image_size, figure)
+        draw_gradcam(model.to("cpu"), ImageStore(store_dir),
+                     gradcam_rows(test, n_cam, cfg, y, pred), cfg.image_size, figure)
     return result

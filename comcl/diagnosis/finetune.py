@@ -33,6 +33,7 @@ from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
 from comcl.imaging.inference import predict
+from comcl.pretraining import pixel_scale
 
 STAGE = "stages.finetune"
 TRAIN_SUBSETS = ("HL", "LL", "HH", "LH")
@@ -48,6 +49,7 @@ class FinetuneConfig:
     warmup_epochs: float
     loss: str
     seed: int
+    scale_mismatch: str = "warn"
 
     @classmethod
     def from_params(cls, p: Params) -> "FinetuneConfig":
@@ -58,7 +60,8 @@ class FinetuneConfig:
                    weight_decay=p.number("finetune.weight_decay", lo=0.0),
                    warmup_epochs=p.number("finetune.warmup_epochs", lo=0.0),
                    loss=p.choice("finetune.loss", classifier.LOSSES),
-                   seed=p.integer("finetune.seed"))
+                   seed=p.integer("finetune.seed"),
+                   scale_mismatch=p.choice("finetune.scale_mismatch", pixel_scale.MODES))
 
 
 def augment_config(modality: str, size: int) -> augment.AugmentConfig:
@@ -108,6 +111,10 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     torch.manual_seed(cfg.seed)
     model = classifier.from_encoder(encoder, dinfo["task"], dinfo["classes"], cfg.loss,
                                     cfg.image_size)
+    warning = pixel_scale.check(model.pixel_scale, cfg.image_size,
+                                int(dinfo.get("image_size", cfg.image_size)), cfg.scale_mismatch)
+    if warning and info.main:
+        print(warning)
     job = _Finetune(cfg, info, place, model,
                     augment_config(dinfo.get("modality", "fundus"), cfg.image_size),
                     *(classifier.targets(df, model.cfg) for df in (train, val)))

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from comcl.common.errors import ParamError
 from comcl.common.params import Params
+from comcl.imaging.augment import AugmentConfig
 from comcl.pretraining import contrastive
 
 METHODS = ("comcl", "single_level", "simclr", "moco", "none")
@@ -26,6 +27,7 @@ class PretrainConfig:
     levels: dict = field(default_factory=dict)
     level_weights: list = field(default_factory=list)
     quality_view_p: float = 0.5
+    quality_view_severity: float = 1.0
     moco_queue: int = 1024
     moco_momentum: float = 0.99
     probe_every: int = 1
@@ -36,6 +38,8 @@ class PretrainConfig:
     spl_enabled: bool = True
     spl_min_fraction: float = 0.2
     spl_order: str = "easy_first"
+    spl_ramp_fraction: float = 1.0
+    augment: dict = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, p: Params) -> "PretrainConfig":
@@ -58,6 +62,7 @@ class PretrainConfig:
             levels=levels,
             level_weights=p.number_list("pretrain.level_weights", length=3, lo=0.0),
             quality_view_p=p.number("pretrain.quality_view_p", 0.0, 1.0),
+            quality_view_severity=p.number("pretrain.quality_view_severity", 0.0, 2.0),
             moco_queue=p.integer("pretrain.moco.queue", lo=1),
             moco_momentum=p.number("pretrain.moco.momentum", 0.0, 1.0),
             probe_every=p.integer("pretrain.probe_every", lo=1),
@@ -68,7 +73,18 @@ class PretrainConfig:
             spl_enabled=p.boolean("spl.enabled"),
             spl_min_fraction=p.number("spl.min_fraction", 0.0, 1.0),
             spl_order=p.choice("spl.order", contrastive.SPL_ORDERS),
+            spl_ramp_fraction=p.number("spl.ramp_fraction", 0.0, 1.0, lo_open=True),
+            augment=_augment_params(p),
         )
+
+    def augment_config(self) -> AugmentConfig:
+        """The views' augmentation (``pretrain.augment``) at ``pretrain.input_size``."""
+        a = self.augment
+        return AugmentConfig(self.input_size, scale=tuple(a["crop_scale"]),
+                             right_angles=a["rotation"] == "right_angles",
+                             jitter_p=a["jitter_p"], brightness=a["brightness"],
+                             contrast=a["contrast"], saturation=a["saturation"],
+                             grey_p=a["grey_p"])
 
     def loss_terms(self) -> list[tuple[str, float]]:
         if self.method == "comcl":
@@ -81,3 +97,17 @@ class PretrainConfig:
 
     def uses_spl(self) -> bool:
         return self.spl_enabled and self.method in ("comcl", "single_level")
+
+
+def _augment_params(p: Params) -> dict:
+    k = "pretrain.augment"
+    scale = p.number_list(f"{k}.crop_scale", length=2, lo=0.05, hi=1.0)
+    if scale[0] > scale[1]:
+        raise p.error(f"{k}.crop_scale", f"must be [low, high] with low <= high, got {scale}")
+    return {"crop_scale": scale,
+            "rotation": p.choice(f"{k}.rotation", ("right_angles", "free")),
+            "jitter_p": p.number(f"{k}.jitter_p", 0.0, 1.0),
+            "brightness": p.number(f"{k}.brightness", 0.0, 1.0),
+            "contrast": p.number(f"{k}.contrast", 0.0, 1.0),
+            "saturation": p.number(f"{k}.saturation", 0.0, 1.0),
+            "grey_p": p.number(f"{k}.grey_p", 0.0, 1.0)}

@@ -20,7 +20,9 @@ A batch holds two views of each patch; ``pool`` says which of P_HL, P_LL, P_HH, 
   view of the same patch; N = every other view.
 
 Self-paced hard-negative mining (SPL): at step t of T, each anchor keeps
-k_t = max(ceil(f_min N), ceil(N t / T)) of its N negatives, ranked by similarity with no
+k_t = max(ceil(f_min N), ceil(N t / (r T))) of its N negatives (r = ``spl.ramp_fraction``:
+the curriculum ends at r T, while the learning rate is still useful; r = 1 is the paper's
+lambda = N t / T), ranked by similarity with no
 gradient through the ranking: the easiest (least similar) first by default, so harder
 negatives join as training goes on; ``hard_first`` is the other reading. Excluded
 negatives are masked with -inf, so their gradient is exactly zero.
@@ -50,12 +52,14 @@ def multi_positive_info_nce(logits: torch.Tensor, pos: torch.Tensor,
     return per_anchor.mean()
 
 
-def spl_k(n_negatives: int, step: int, total_steps: int, min_fraction: float) -> int:
-    """k_t = max(ceil(f_min N), ceil(N t / T)), at most N (``step`` t counts from 1)."""
+def spl_k(n_negatives: int, step: int, total_steps: int, min_fraction: float,
+          ramp_fraction: float = 1.0) -> int:
+    """k_t = max(ceil(f_min N), ceil(N t / (r T))), at most N (``step`` t counts from 1;
+    r = ``ramp_fraction``: all negatives are in from step r T on)."""
     if n_negatives <= 0:
         return 0
-    k = max(math.ceil(min_fraction * n_negatives),
-            math.ceil(n_negatives * step / max(total_steps, 1)))
+    ramp = max(ramp_fraction * total_steps, 1.0)
+    k = max(math.ceil(min_fraction * n_negatives), math.ceil(n_negatives * step / ramp))
     return min(k, n_negatives)
 
 
@@ -105,7 +109,8 @@ def level_loss(z: torch.Tensor, pool: torch.Tensor, instance: torch.Tensor, leve
                temperature: float, spl: dict | None = None) -> tuple[torch.Tensor, dict]:
     """One level's loss on L2-normalised embeddings ``z`` (V, D), and its statistics.
 
-    ``spl``: None (all negatives), or {"step", "total_steps", "min_fraction", "order"}.
+    ``spl``: None (all negatives), or {"step", "total_steps", "min_fraction", "order"} and
+    optionally "ramp_fraction".
     """
     anchors, pos, neg = level_masks(pool, instance, level)
     stats = {"anchors": int(anchors.sum()), "negatives": 0, "k": 0}
@@ -117,7 +122,8 @@ def level_loss(z: torch.Tensor, pool: torch.Tensor, instance: torch.Tensor, leve
     n_neg = int(neg.sum(1).max())
     stats["negatives"] = n_neg
     if spl is not None and n_neg:
-        k = spl_k(n_neg, spl["step"], spl["total_steps"], spl["min_fraction"])
+        k = spl_k(n_neg, spl["step"], spl["total_steps"], spl["min_fraction"],
+                  spl.get("ramp_fraction", 1.0))
         neg = spl_select(logits, neg, k, spl["order"])
         stats["k"] = k
     else:

@@ -63,6 +63,7 @@ def build(cfg: PretrainConfig, model: nn.Module, net: nn.Module,
     DDP-wrapped under torchrun)."""
     if cfg.method == "moco":
         return MoCo(model, net, cfg.moco_queue, cfg.moco_momentum, cfg.temperature, info=info)
-    spl = ({"min_fraction": cfg.spl_min_fraction, "order": cfg.spl_order}
+    spl = ({"min_fraction": cfg.spl_min_fraction, "order": cfg.spl_order,
+            "ramp_fraction": cfg.spl_ramp_fraction}
            if cfg.uses_spl() else None)
     return LevelObjective(net, cfg.loss_terms(), cfg.temperature, spl, info)

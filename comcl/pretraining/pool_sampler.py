@@ -6,10 +6,12 @@ function of (seed, step) and resuming needs only the step number. Under DDP each
 takes every ``world``-th patch of each pool's share (``per_pool`` must divide evenly),
 so the global batch is the same for any number of processes.
 
-View 1 is the patch; view 2 is the patch, or, with probability ``quality_view_p``, the
-patch degraded by the same model as ``degrade`` (``degrade_patch``), drawn as part of a
-virtual image of the dataset's size so that blur, spots and illumination have their
-real scale.
+View 1 is the patch; view 2 is the patch, or, for a high-quality patch (P_HL, P_HH) with
+probability ``quality_view_p``, the patch degraded by the same model as ``degrade`` (``degrade_patch``) at
+``pretrain.quality_view_severity`` times its strength, drawn as part of a virtual image
+of the dataset's size so that blur, spots and illumination have their real scale.
+Low-quality patches are not degraded a second time: a twice-degraded lesion can vanish,
+leaving a "positive" pair with no lesion evidence in common.
 """
 from __future__ import annotations
 
@@ -24,23 +26,27 @@ from comcl.common.seeding import rng_for
 from comcl.data import degradation_fundus
 
 POOL_IDS = {"HL": 0, "LL": 1, "HH": 2, "LH": 3}
+HIGH_QUALITY_POOLS = (POOL_IDS["HL"], POOL_IDS["HH"])
 
 
 def degrade_patch(patch: np.ndarray, rng: np.random.Generator, modality: str,
-                  image_size: int) -> np.ndarray:
-    """A uint8 patch (S, S, C) degraded as if cut from a degraded ``image_size`` image."""
+                  image_size: int, severity: float = 1.0) -> np.ndarray:
+    """A uint8 patch (S, S, C) degraded as if cut from a degraded ``image_size`` image, at
+    ``severity`` times the strength of ``degrade``'s model (``with_severity``)."""
     grey = patch.shape[2] == 1
     img = patch[..., 0] if grey else patch
     fov = np.ones(img.shape[:2], bool)
     if modality == "xray":
         from comcl.data import degradation_xray
-        params = degradation_xray.sample(rng, image_size, image_size, fov)
+        params = degradation_xray.with_severity(
+            degradation_xray.sample(rng, image_size, image_size, fov), severity)
         out = degradation_xray.apply(img, fov, params)
     else:
         size = float(image_size)
         cx = cy = size / 2
         radius = 0.46 * size
-        params = degradation_fundus.sample(rng, image_size, image_size, None, geometry=(cx, cy, radius))
+        params = degradation_fundus.with_severity(degradation_fundus.sample(
+            rng, image_size, image_size, None, geometry=(cx, cy, radius)), severity)
         r, t = 0.7 * radius * math.sqrt(rng.random()), 2 * math.pi * rng.random()
         s = img.shape[0]
         offset = (cx + r * math.cos(t) - s / 2, cy + r * math.sin(t) - s / 2)
@@ -118,17 +124,20 @@ class BatchMaker:
     image_size: int = 512
     rank: int = 0
     world: int = 1
+    severity: float = 1.0    # of the quality view's degradation
 
     def __call__(self, step: int) -> Batch:
         idx, pools = self.sampler.global_batch(step)
         flags = rng_for(self.seed, "quality-view", step).random(len(idx)) < self.quality_view_p
+        flags &= np.isin(pools, HIGH_QUALITY_POOLS)  # LL / LH are degraded already
         positions = self.sampler.local_positions(pools, self.rank, self.world)
         patches = np.ascontiguousarray(self.store[idx[positions]])  # (n, S, S, C) uint8
         second = patches.copy()
         for j, pos in enumerate(positions):
             if flags[pos]:
                 rng = rng_for(self.seed, "degrade-view", step, int(pos))
-                second[j] = degrade_patch(patches[j], rng, self.modality, self.image_size)
+                second[j] = degrade_patch(patches[j], rng, self.modality, self.image_size,
+                                          self.severity)
         views = torch.from_numpy(np.concatenate([patches, second])).permute(0, 3, 1, 2)
         pool_parts, inst_parts = [], []
         for rank in range(self.world):

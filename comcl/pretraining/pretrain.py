@@ -30,13 +30,15 @@ from tqdm import tqdm
 from comcl.common import checkpoint, distributed
 from comcl.common.atomic import write_text
 from comcl.common.errors import DataError, ParamError
+from comcl.common.text import plural
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
 from comcl.common.placement import Placement
 from comcl.detection import patch_store
 from comcl.imaging import augment
-from comcl.pretraining import objectives, probe
+from comcl.pretraining import objectives, pixel_scale, probe
+from comcl.pretraining.heldout import HeldOutObjective
 from comcl.pretraining.config import PretrainConfig
 from comcl.pretraining.encoder import ContrastiveModel, build_backbone, save_encoder
 from comcl.pretraining.pool_sampler import BatchMaker, PoolSampler
@@ -44,7 +46,7 @@ from comcl.pretraining.pretrain_log import log_probe, log_step
 from comcl.pretraining.views import two_views
 
 STAGE = "stages.pretrain"
-PROBE_MEMORY = 1024  # training patches the kNN probe compares against
+HELD_OUT_PER_POOL = 64  # held-out patches per pool in the held-out objective's batch
 
 
 def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder_out: str | Path,
@@ -74,7 +76,7 @@ def run(params: Params, store_dir: str | Path, dataset_info: str | Path, encoder
     summary = run_.summary()
     if info.main:
         save_encoder(run_.model.backbone, cfg.backbone, cfg.method, encoder_out,
-                     {"input_size": cfg.input_size})
+                     {"input_size": cfg.input_size, "pixel_scale": run_.pixel_scale})
         write_text(metrics_out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         if live is not None:
             live.end()
@@ -94,15 +96,11 @@ class _Run:
             pool=np.where(self.held_out, "held-out", self.index["pool"]))
         sampler = PoolSampler(train_index, cfg.per_pool, cfg.seed)
         self.counts = {k: len(v) for k, v in sampler.pools.items()}
-        if not self.counts["HL"] + self.counts["LL"]:
-            raise DataError(f"{store_dir}: no lesion patch to train on (pools {self.counts})")
-        for name, n in self.counts.items():
-            if n == 0 and info.main:
-                print(f"pretrain: warning: pool {name} is empty; the terms that need it "
-                      "are skipped")
+        _check_pools(store_dir, self.index, self.counts, cfg.probe_fraction, info.main)
         self.batches = BatchMaker(self.arr, sampler, cfg.quality_view_p, cfg.seed,
                                   dinfo.get("modality", "fundus"),
-                                  int(dinfo.get("image_size", 512)), info.rank, info.world)
+                                  int(dinfo.get("image_size", 512)), info.rank, info.world,
+                                  cfg.quality_view_severity)
         self.steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_pass()
         self.total = cfg.epochs * self.steps_per_epoch
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
@@ -112,14 +110,16 @@ class _Run:
         self.objective = objectives.build(cfg, self.model, net, info)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                     weight_decay=cfg.weight_decay)
-        self.aug = augment.AugmentConfig(cfg.input_size)
+        self.aug = cfg.augment_config()
+        self.pixel_scale = pixel_scale.patch_scale(cfg.input_size, self.arr.shape[1],
+                                                   self.aug.scale)
         self.history: dict = {"loss": [], "probe": []}
         self.seen, self.t0 = 0, time.perf_counter()
-        mem = np.flatnonzero(~self.held_out)
-        self.mem_rows = np.sort(np.random.default_rng(cfg.seed).permutation(mem)[:PROBE_MEMORY])
-        lesion = self.index["lesion"].to_numpy()
-        self.probe_x, self.probe_y = self.arr[np.flatnonzero(self.held_out)], lesion[self.held_out]
-        self.mem_x, self.mem_y = self.arr[self.mem_rows], lesion[self.mem_rows]
+        held = HeldOutObjective.from_store(
+            self.index, self.held_out, per_pool=max(cfg.per_pool, HELD_OUT_PER_POOL),
+            template=self.batches, aug=self.aug, place=place, temperature=cfg.temperature)
+        self.prober = probe.Probe(self.arr, self.index, self.held_out, cfg.input_size, place,
+                                  cfg.seed, held)
 
     def step(self, step: int) -> tuple[float, dict]:
         for g in self.opt.param_groups:
@@ -169,13 +169,10 @@ class _Run:
         return self.seen / max(time.perf_counter() - self.t0, 1e-9)
 
     def probe(self, live, epoch: int, step: int) -> None:
-        if not (self.info.main and self.held_out.any() and len(self.mem_rows)):
+        if not (self.info.main and self.prober.active):
             return
-        backbone, size = self.model.backbone, self.cfg.input_size
-        mem = probe.features(backbone, self.mem_x, size, self.place)
-        test = probe.features(backbone, self.probe_x, size, self.place)
-        res = probe.knn_accuracy(mem, self.mem_y, test, self.probe_y)
-        self.history["probe"].append({"epoch": epoch, **{k: round(v, 4) for k, v in res.items()}})
+        self.history["probe"].append({"epoch": epoch, "step": step + 1 if epoch else 0,
+                                      **self.prober(self.model)})
         log_probe(live, self.history["probe"][-1], step)
 
     def save(self, path: Path, fp: str, step: int) -> None:
@@ -206,6 +203,26 @@ class _Run:
         if hist["probe"]:
             out["probe_first"], out["probe_last"] = hist["probe"][0], hist["probe"][-1]
         return out
+
+
+def _check_pools(store_dir, index, counts: dict, fraction: float, verbose: bool) -> None:
+    """Fail before training when no lesion patch is left to train on; warn of empty pools,
+    saying when the probe hold-out (``pretrain.probe_fraction``) is what emptied them."""
+    stored = index["pool"].value_counts().to_dict()
+    held = {k: stored.get(k, 0) - counts[k] for k in counts}
+    text = ", ".join(f"{k} {counts[k]} of {stored.get(k, 0)}" for k in counts)
+    if not counts["HL"] + counts["LL"]:
+        why = (f"; the probe hold-out (pretrain.probe_fraction = {fraction}) took "
+               f"{plural(held['HL'] + held['LL'], 'lesion patch', 'lesion patches')}"
+               if held["HL"] + held["LL"] else "")
+        raise DataError(f"{store_dir}: no lesion patch to train on (training patches per "
+                        f"pool: {text}){why}")
+    for name, n in counts.items():
+        if n == 0 and verbose:
+            cause = (f" (the probe hold-out, pretrain.probe_fraction = {fraction}, took its "
+                     f"{plural(held[name], 'patch', 'patches')})" if held[name] else "")
+            print(f"pretrain: warning: pool {name} is empty{cause}; the terms that need it "
+                  "are skipped")
 
 
 def _no_pretraining(cfg, info, encoder_out, metrics_out, ckpt_dir, live_dir) -> dict:

@@ -24,8 +24,15 @@ def log_step(live, step: int, loss: float, stats: dict, lr: float, rate: float) 
 
 
 def log_probe(live, res: dict, step: int) -> None:
+    """kNN probe accuracies and, per level, the held-out loss, its chance and their ratio."""
     if live is None:
         return
     live.step = step
     live.log_metric("probe/knn_accuracy", res["accuracy"])
     live.log_metric("probe/knn_balanced_accuracy", res["balanced_accuracy"])
+    for key in ("lq_balanced_accuracy", "lesion_vs_lq_healthy"):
+        if key in res:
+            live.log_metric(f"probe/knn_{key}", res[key])
+    for level, vals in res.get("heldout", {}).items():
+        for key in ("loss", "chance", "ratio"):
+            live.log_metric(f"heldout/{key}_{level}", vals[key])

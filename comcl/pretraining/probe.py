@@ -1,10 +1,16 @@
-"""Online probe: lesion vs healthy k-nearest-neighbour accuracy on held-out patches.
+"""Online probes of the encoder on held-out patches: kNN lesion vs healthy, and the
+held-out objective (``comcl.pretraining.heldout``).
 
 Patches of ``pretrain.probe_fraction`` of the images (chosen by a seeded hash of the
 image id, so a held-out image's patches never enter training) form the probe set; a
 sample of the training patches is the kNN memory. Features are the backbone's pooled
-features of the unaugmented patch. Chance is the majority-class fraction of the probe
-set; balanced accuracy (chance 0.5) is reported too.
+features of the unaugmented patch, computed with BatchNorm statistics re-estimated on
+the memory patches, the same way at step 0 and after training (like for like).
+
+Reported, as balanced accuracy (chance 0.5): lesion vs healthy over all probe patches
+(``balanced_accuracy``), among low-quality patches only (``lq_balanced_accuracy``: LL vs
+LH), and lesion (HL, LL) vs low-quality healthy (LH) (``lesion_vs_lq_healthy``: the
+quality level's claim). ``accuracy`` and its majority-class ``chance`` too.
 """
 from __future__ import annotations
 
@@ -17,6 +23,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from comcl.common.placement import Placement
 from comcl.common.seeding import stable_hash
 from comcl.imaging.inference import predict
+from comcl.pretraining.heldout import HeldOutObjective, bn_recalibrated
+
+PROBE_MEMORY = 1024  # training patches the kNN probe compares against
 
 
 def probe_split(index: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
@@ -36,11 +45,66 @@ def features(backbone: torch.nn.Module, patches: np.ndarray, size: int, place: P
     return torch.nn.functional.normalize(f, dim=1).numpy()
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> dict:
+def knn_predict(train_x, train_y, test_x, k: int = 5) -> np.ndarray:
     clf = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric="cosine")
     clf.fit(train_x, train_y)
-    pred = clf.predict(test_x)
+    return clf.predict(test_x)
+
+
+def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> dict:
+    pred = knn_predict(train_x, train_y, test_x, k)
     majority = max(np.mean(test_y), 1 - np.mean(test_y))
     return {"accuracy": float(np.mean(pred == test_y)),
             "balanced_accuracy": float(balanced_accuracy_score(test_y, pred)),
             "chance": float(majority)}
+
+
+def _balanced(y, pred, rows) -> float | None:
+    y, pred = y[rows], pred[rows]
+    if len(np.unique(y)) < 2:
+        return None
+    return float(balanced_accuracy_score(y, pred))
+
+
+class Probe:
+    """The probe set, the kNN memory and the held-out objective of one run."""
+
+    def __init__(self, arr: np.ndarray, index: pd.DataFrame, held_out: np.ndarray,
+                 size: int, place: Placement, seed: int, heldout: HeldOutObjective | None):
+        self.size, self.place, self.heldout = size, place, heldout
+        mem = np.flatnonzero(~held_out)
+        self.mem_rows = np.sort(np.random.default_rng(seed).permutation(mem)[:PROBE_MEMORY])
+        lesion = index["lesion"].to_numpy().astype(int)
+        pool = index["pool"].to_numpy()
+        self.x, self.y = arr[held_out], lesion[held_out]
+        self.pool = pool[held_out]
+        self.mem_x, self.mem_y = arr[self.mem_rows], lesion[self.mem_rows]
+        self.active = bool(held_out.any() and len(self.mem_rows))
+
+    def __call__(self, model: torch.nn.Module) -> dict:
+        """``model``: a ContrastiveModel (backbone + head). Returns the probe's numbers."""
+        net = bn_recalibrated(model, self.mem_x, self.size, self.place)
+        mem = features(net.backbone, self.mem_x, self.size, self.place)
+        test = features(net.backbone, self.x, self.size, self.place)
+        res = knn_accuracy(mem, self.mem_y, test, self.y)
+        pred = knn_predict(mem, self.mem_y, test)
+        lq = np.isin(self.pool, ("LL", "LH"))
+        vs_lq_healthy = np.isin(self.pool, ("HL", "LL", "LH"))
+        out = {k: round(v, 4) for k, v in res.items()}
+        for name, rows in (("lq_balanced_accuracy", lq),
+                           ("lesion_vs_lq_healthy", vs_lq_healthy)):
+            val = _balanced(self.y, pred, rows)
+            if val is not None:
+                out[name] = round(val, 4)
+        if self.heldout is not None and self.heldout.usable():
+            out["heldout"] = self.heldout.evaluate(net)
+        return out
+
+    def correct(self, model: torch.nn.Module) -> pd.DataFrame:
+        """Per probe patch: pool, label and whether the kNN got it right (for paired tests)."""
+        net = bn_recalibrated(model, self.mem_x, self.size, self.place)
+        mem = features(net.backbone, self.mem_x, self.size, self.place)
+        pred = knn_predict(mem, self.mem_y, features(net.backbone, self.x, self.size,
+                                                     self.place))
+        return pd.DataFrame({"pool": self.pool, "lesion": self.y, "pred": pred,
+                             "correct": pred == self.y})

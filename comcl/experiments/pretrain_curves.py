@@ -1,0 +1,67 @@
+"""Pretraining curves of several runs on one figure: held-out loss / chance per level and
+the kNN probe's balanced accuracy, against the training step.
+
+    python -m comcl.experiments.pretrain_curves --run CoMCL=dvclive/pretrain \
+        --run "w/o SPL=/tmp/nospl/live" --run SimCLR=/tmp/simclr/live --out docs/figures/x.png
+
+Reads the dvclive folders' ``plots/metrics/heldout/ratio_<level>.tsv`` and
+``plots/metrics/probe/*.tsv`` (what ``pretrain`` logs at every probe). The same curves
+are in ``dvc plots`` (dvc.yaml's ``pretrain_heldout`` and ``pretrain_probe``), for
+comparing DVC experiments.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+PANELS = [("heldout/ratio_l1", "L1 quality: held-out loss / chance"),
+          ("heldout/ratio_l2", "L2 lesion: held-out loss / chance"),
+          ("heldout/ratio_l3", "L3 LQ lesion: held-out loss / chance"),
+          ("probe/knn_balanced_accuracy", "kNN lesion vs healthy (balanced acc.)"),
+          ("probe/knn_lq_balanced_accuracy", "kNN, low-quality patches only"),
+          ("probe/knn_lesion_vs_lq_healthy", "kNN lesion vs LQ healthy")]
+
+
+def read_tsv(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    if not path.exists():
+        return None
+    data = np.loadtxt(path, skiprows=1, usecols=(0, 1), ndmin=2)
+    return data[:, 0], data[:, 1]
+
+
+def draw(runs: dict[str, Path], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
+    for ax, (key, title) in zip(axes.flat, PANELS):
+        for name, live in runs.items():
+            xy = read_tsv(live / "plots" / "metrics" / f"{key}.tsv")
+            if xy is not None:
+                ax.plot(*xy, marker="o", ms=3, label=name)
+        ref, ref_label = (1.0, "chance") if key.startswith("heldout") else (0.5, "chance")
+        ax.axhline(ref, color="grey", ls="--", lw=1, label=ref_label)
+        if key.startswith("heldout"):
+            ax.axhline(0.7, color="tab:red", ls=":", lw=1, label="target 0.7")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Pretraining on held-out patches (probe images never trained on)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+@click.command(help=__doc__.split("\n\n")[0])
+@click.option("--run", "runs", multiple=True, required=True, help="name=dvclive folder")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def main(runs, out):
+    draw({r.split("=", 1)[0]: Path(r.split("=", 1)[1]) for r in runs}, Path(out))
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
