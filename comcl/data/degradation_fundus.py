@@ -24,6 +24,8 @@ import math
 import cv2
 import numpy as np
 
+from comcl.data.severity import severity_of
+
 TYPES = ("illumination", "spots", "blur")
 REFERENCE_SIZE = 512.0
 FIELD_STEP = 8  # coarse grid step (px) for the smooth illumination fields
@@ -99,25 +101,27 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | 
     return params
 
 
-def with_severity(params: dict, severity: float) -> dict:
-    """``params`` with every degradation's strength scaled by ``severity`` (1: unchanged,
+def with_severity(params: dict, severity: float | dict | None) -> dict:
+    """``params`` with each degradation's strength scaled by its severity (1: unchanged,
     0: none): blur sigma, the illumination factors' distance from 1, halo strength, hole
-    depth and spot strength. Applied after ``sample``, so the random draws are the same
-    at any severity."""
-    if severity == 1.0:
+    depth and spot strength. ``severity``: one number for every type, or a mapping type
+    -> number (a missing type: 1). Applied after ``sample``, so the random draws are the
+    same at any severity."""
+    sev = severity_of(severity, TYPES)
+    if all(v == 1.0 for v in sev.values()):
         return params
     out = {**params}
     if "blur" in out:
-        out["blur"] = {"sigma": out["blur"]["sigma"] * severity}
+        out["blur"] = {"sigma": out["blur"]["sigma"] * sev["blur"]}
     if "illumination" in out:
-        ill = dict(out["illumination"])
+        ill, k = dict(out["illumination"]), sev["illumination"]
         for key in ("brightness", "contrast", "saturation"):
-            ill[key] = 1.0 + (ill[key] - 1.0) * severity
+            ill[key] = 1.0 + (ill[key] - 1.0) * k
         for key in ("halo_strength", "hole_depth"):
-            ill[key] = min(ill[key] * severity, 0.95)
+            ill[key] = min(ill[key] * k, 0.95)
         out["illumination"] = ill
     if "spots" in out:
-        out["spots"] = [{**sp, "strength": min(sp["strength"] * severity, 0.95)}
+        out["spots"] = [{**sp, "strength": min(sp["strength"] * sev["spots"], 0.95)}
                         for sp in out["spots"]]
     return out
 
@@ -255,6 +259,9 @@ def apply(image: np.ndarray, fov: np.ndarray, params: dict,
 
 
 def degrade(image: np.ndarray, fov: np.ndarray, rng: np.random.Generator,
-            types: list[str] | None = None, allowed=TYPES) -> tuple[np.ndarray, dict]:
-    params = sample(rng, image.shape[0], image.shape[1], fov, types, allowed)
+            types: list[str] | None = None, allowed=TYPES,
+            severity: float | dict | None = None) -> tuple[np.ndarray, dict]:
+    """Draw parameters (``sample``), scale them by ``severity`` (``with_severity``), apply."""
+    params = with_severity(sample(rng, image.shape[0], image.shape[1], fov, types, allowed),
+                           severity)
     return apply(image, fov, params), params

@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from comcl.data.severity import severity_of
+
 from comcl.data.degradation_fundus import choose_types
 
 TYPES = ("noise", "blur", "contrast")
@@ -51,20 +53,21 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
     return params
 
 
-def with_severity(params: dict, severity: float) -> dict:
-    """``params`` with each degradation's strength scaled by ``severity`` (1: unchanged,
-    0: none): the contrast factor's and shift's distance from none, blur and noise sigma."""
-    if severity == 1.0:
+def with_severity(params: dict, severity: float | dict | None) -> dict:
+    """``params`` with each degradation's strength scaled by its severity (1: unchanged,
+    0: none): the contrast factor's and shift's distance from none, blur and noise sigma.
+    ``severity``: one number, or a mapping type -> number (a missing type: 1)."""
+    sev = severity_of(severity, TYPES)
+    if all(v == 1.0 for v in sev.values()):
         return params
     out = {**params}
     if "contrast" in out:
-        c = out["contrast"]
-        out["contrast"] = {"factor": 1.0 + (c["factor"] - 1.0) * severity,
-                           "shift": c["shift"] * severity}
+        c, k = out["contrast"], sev["contrast"]
+        out["contrast"] = {"factor": 1.0 + (c["factor"] - 1.0) * k, "shift": c["shift"] * k}
     if "blur" in out:
-        out["blur"] = {"sigma": out["blur"]["sigma"] * severity}
+        out["blur"] = {"sigma": out["blur"]["sigma"] * sev["blur"]}
     if "noise" in out:
-        out["noise"] = {**out["noise"], "sigma": out["noise"]["sigma"] * severity}
+        out["noise"] = {**out["noise"], "sigma": out["noise"]["sigma"] * sev["noise"]}
     return out
 
 
@@ -109,6 +112,8 @@ def apply(image: np.ndarray, fov: np.ndarray, params: dict) -> np.ndarray:
 
 
 def degrade(image: np.ndarray, fov: np.ndarray, rng: np.random.Generator,
-            types: list[str] | None = None, allowed=TYPES) -> tuple[np.ndarray, dict]:
-    params = sample(rng, image.shape[0], image.shape[1], fov, types, allowed)
+            types: list[str] | None = None, allowed=TYPES,
+            severity: float | dict | None = None) -> tuple[np.ndarray, dict]:
+    params = with_severity(sample(rng, image.shape[0], image.shape[1], fov, types, allowed),
+                           severity)
     return apply(image, fov, params), params

@@ -34,7 +34,7 @@ import numpy as np
 
 from comcl.common.params import Params
 from comcl.common.seeding import rng_for
-from comcl.data import degradation_xray
+from comcl.data import degradation_xray, severity
 from comcl.data.source_types import AuxSource, Source, manifest_row
 from comcl.imaging.lesion_classes import CHEST_DISEASES
 
@@ -228,6 +228,7 @@ class Job:
     low_quality: bool
     size: int
     seed: int
+    severity: tuple = ()
 
 
 def _draw_labels(rng: np.random.Generator, n: int, counts=DISEASE_COUNT_PROBS) -> list[tuple]:
@@ -249,7 +250,7 @@ def plan(cfg) -> tuple[list[Job], list[Job]]:
         low = np.zeros(n, bool)
         low[rng.permutation(n)[: int(round(cfg.low_quality_fraction * n))]] = True
         jobs += [Job(f"chest_{split}_{i:05d}", split, labels[i], bool(low[i]), cfg.image_size,
-                     cfg.seed) for i in range(n)]
+                     cfg.seed, cfg.severity) for i in range(n)]
     rng = rng_for(cfg.seed, "chest-plan", "aux")
     aux = [Job(f"chestaux_{i:05d}", "train", lab, False, cfg.image_size, cfg.seed)
            for i, lab in enumerate(_draw_labels(rng, cfg.n_aux, (0.0, 0.5, 0.35, 0.15)))]
@@ -262,7 +263,8 @@ def render(job: Job) -> dict:
     native = ""
     if job.low_quality:
         grey, dparams = degradation_xray.degrade(grey, fov,
-                                                 rng_for(job.seed, "native", job.image_id))
+                                                 rng_for(job.seed, "native", job.image_id),
+                                                 severity=dict(job.severity))
         native = json.dumps(dparams, sort_keys=True)
     return manifest_row(
         image_id=job.image_id, split=job.split, quality_code=int(job.low_quality),
@@ -290,7 +292,8 @@ def info(image_size: int) -> dict:
 def main_source(params: Params, cfg):
 
     jobs, _ = plan(cfg)
-    return Source(jobs, render, info(cfg.image_size))
+    sev = severity.severity_of(dict(cfg.severity), degradation_xray.TYPES)
+    return Source(jobs, render, {**info(cfg.image_size), severity.INFO_KEY: sev})
 
 
 def aux_source(params: Params, cfg):

@@ -16,7 +16,7 @@ import numpy as np
 
 from comcl.common.params import Params
 from comcl.common.seeding import rng_for
-from comcl.data import degradation_fundus
+from comcl.data import degradation_fundus, severity
 from comcl.data.source_types import AuxSource, Source, manifest_row
 from comcl.data.synth_fundus import render_fundus
 from comcl.imaging.lesion_classes import LESION_CLASSES
@@ -34,6 +34,7 @@ class SynthConfig:
     low_quality_fraction: float
     grade_probs: tuple[float, ...]
     seed: int
+    severity: tuple = ()   # degrade.severity as (type, multiplier) pairs
 
     @classmethod
     def from_params(cls, p: Params) -> "SynthConfig":
@@ -51,6 +52,7 @@ class SynthConfig:
             low_quality_fraction=p.number("synthetic.low_quality_fraction", 0.0, 1.0),
             grade_probs=tuple(v / sum(probs) for v in probs),
             seed=p.integer("synthetic.seed"),
+            severity=tuple(sorted(severity.read(p).items())),
         )
 
 
@@ -62,6 +64,8 @@ class Job:
     low_quality: bool
     size: int
     seed: int
+    severity: tuple = ()
+
 
 
 def plan(cfg: SynthConfig) -> tuple[list[Job], list[Job]]:
@@ -73,7 +77,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Job], list[Job]]:
         low[rng.permutation(n)[: int(round(cfg.low_quality_fraction * n))]] = True
         for i in range(n):
             jobs.append(Job(f"syn_{split}_{i:05d}", split, int(grades[i]), bool(low[i]),
-                            cfg.image_size, cfg.seed))
+                            cfg.image_size, cfg.seed, cfg.severity))
     rng = rng_for(cfg.seed, "plan", "aux")
     aux_grades = rng.choice([2, 3, 4], size=cfg.n_aux, p=[0.4, 0.35, 0.25])
     aux = [Job(f"synaux_{i:05d}", "train", int(g), False, cfg.image_size, cfg.seed)
@@ -87,7 +91,8 @@ def render(job: Job) -> dict:
                                          job.size, job.grade)
     native = ""
     if job.low_quality:
-        rgb, dparams = degradation_fundus.degrade(rgb, fov, rng_for(job.seed, "native", job.image_id))
+        rgb, dparams = degradation_fundus.degrade(rgb, fov, rng_for(job.seed, "native", job.image_id),
+                                                   severity=dict(job.severity))
         native = json.dumps(dparams, sort_keys=True)
     return manifest_row(
         image_id=job.image_id, split=job.split, quality_code=int(job.low_quality),
@@ -105,7 +110,9 @@ def main_source(params: Params):
     jobs, _ = plan(cfg)
     info = {"source": "synthetic", "modality": "fundus", "task": "grading",
             "num_classes": 5, "classes": ["0", "1", "2", "3", "4"], "channels": 3,
-            "image_size": cfg.image_size, "lesion_masks": True}
+            "image_size": cfg.image_size, "lesion_masks": True,
+            severity.INFO_KEY: severity.severity_of(dict(cfg.severity),
+                                                    degradation_fundus.TYPES)}
     return Source(jobs, render, info)
 
 

@@ -5,8 +5,8 @@ of at most ``per_pool`` patches of each pool, with two views drawn once (seeded)
 every evaluation of a run sees the same inputs. The views do not follow the training
 recipe, so that recipes are compared on one measure: the run's crop, flips and rotation
 at its input size, no colour jitter, and the second view of a high-quality patch degraded
-with probability 0.5 at the full strength of ``degrade``'s model (what the data's
-low-quality images show). Each level is evaluated with **all** its negatives, whatever SPL
+with probability 0.5 at the data's own ``degrade.severity`` (``dataset.json``: what the
+data's low-quality images show). Each level is evaluated with **all** its negatives, whatever SPL
 keeps in training, on the model in eval mode with BatchNorm statistics re-estimated on
 training patches (``bn_recalibrated``), so that the untrained model at step 0 and the
 trained one are measured alike.

@@ -30,9 +30,10 @@ HIGH_QUALITY_POOLS = (POOL_IDS["HL"], POOL_IDS["HH"])
 
 
 def degrade_patch(patch: np.ndarray, rng: np.random.Generator, modality: str,
-                  image_size: int, severity: float = 1.0) -> np.ndarray:
+                  image_size: int, severity: float | dict = 1.0) -> np.ndarray:
     """A uint8 patch (S, S, C) degraded as if cut from a degraded ``image_size`` image, at
-    ``severity`` times the strength of ``degrade``'s model (``with_severity``)."""
+    ``severity`` (one number or per type) times the strength of ``degrade``'s model
+    (``with_severity``)."""
     grey = patch.shape[2] == 1
     img = patch[..., 0] if grey else patch
     fov = np.ones(img.shape[:2], bool)
@@ -124,7 +125,14 @@ class BatchMaker:
     image_size: int = 512
     rank: int = 0
     world: int = 1
-    severity: float = 1.0    # of the quality view's degradation
+    severity: float = 1.0    # of the quality view's degradation, times data_severity
+    data_severity: dict | None = None   # the data's degrade.severity (dataset.json)
+
+    def view_severity(self) -> dict | float:
+        """The quality view's strength per degradation type."""
+        if not self.data_severity:
+            return self.severity
+        return {t: v * self.severity for t, v in self.data_severity.items()}
 
     def __call__(self, step: int) -> Batch:
         idx, pools = self.sampler.global_batch(step)
@@ -137,7 +145,7 @@ class BatchMaker:
             if flags[pos]:
                 rng = rng_for(self.seed, "degrade-view", step, int(pos))
                 second[j] = degrade_patch(patches[j], rng, self.modality, self.image_size,
-                                          self.severity)
+                                          self.view_severity())
         views = torch.from_numpy(np.concatenate([patches, second])).permute(0, 3, 1, 2)
         pool_parts, inst_parts = [], []
         for rank in range(self.world):

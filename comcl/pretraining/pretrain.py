@@ -100,7 +100,8 @@ class _Run:
         self.batches = BatchMaker(self.arr, sampler, cfg.quality_view_p, cfg.seed,
                                   dinfo.get("modality", "fundus"),
                                   int(dinfo.get("image_size", 512)), info.rank, info.world,
-                                  cfg.quality_view_severity)
+                                  cfg.quality_view_severity,
+                                  dinfo.get("degradation_severity"))
         self.steps_per_epoch = cfg.steps_per_epoch or sampler.steps_per_pass()
         self.total = cfg.epochs * self.steps_per_epoch
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
