@@ -116,3 +116,29 @@ def test_scale_contract_warns_or_fails_beyond_one_and_a_half():
     assert pixel_scale.check(None, 160, 512, "error") is None        # random init
     with pytest.raises(ParamError, match="finetune.image_size"):
         pixel_scale.check(0.5, 800, 512, "error")
+
+
+def test_head_out_bn_centres_the_projections_before_normalising():
+    import torch
+    from torch import nn
+
+    from comcl.pretraining.encoder import ContrastiveModel
+
+    class Flat(nn.Module):
+        feature_dim = 12
+
+        def forward(self, x):
+            return x.flatten(1)[:, :12] + 5.0   # a shared offset, as a ReLU's mean gives
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 2, 2)
+    plain, centred = ContrastiveModel(Flat(), 32, 16), ContrastiveModel(Flat(), 32, 16, out_bn=True)
+    centred.load_state_dict(plain.state_dict(), strict=False)
+    assert isinstance(centred.head[-1], nn.BatchNorm1d) and not centred.head[-1].affine
+    pre = centred.head(centred.backbone(x))
+    assert pre.mean(0).abs().max() < 1e-4          # zero mean per dimension in a batch
+    z = centred(x)
+    assert torch.allclose(z.norm(dim=1), torch.ones(64), atol=1e-5)
+    # the centred embeddings are less alike than the plain ones
+    sim = lambda e: float((e @ e.T).fill_diagonal_(0).sum() / (64 * 63))
+    assert sim(z) < sim(plain(x))

@@ -28,6 +28,7 @@ class PretrainConfig:
     level_weights: list = field(default_factory=list)
     quality_view_p: float = 0.5
     quality_view_severity: float = 1.0
+    head_out_bn: bool = False
     moco_queue: int = 1024
     moco_momentum: float = 0.99
     probe_every: int = 1
@@ -63,6 +64,7 @@ class PretrainConfig:
             level_weights=p.number_list("pretrain.level_weights", length=3, lo=0.0),
             quality_view_p=p.number("pretrain.quality_view_p", 0.0, 1.0),
             quality_view_severity=p.number("pretrain.quality_view_severity", 0.0, 2.0),
+            head_out_bn=p.boolean("pretrain.head_out_bn", default=False),
             moco_queue=p.integer("pretrain.moco.queue", lo=1),
             moco_momentum=p.number("pretrain.moco.momentum", 0.0, 1.0),
             probe_every=p.integer("pretrain.probe_every", lo=1),

@@ -50,7 +50,8 @@ def build_backbone(name: str, weights: str | Path | None = None, key: str = "pre
 class ContrastiveModel(nn.Module):
     """Backbone + projection head; ``forward`` gives L2-normalised embeddings."""
 
-    def __init__(self, backbone: nn.Module, hidden: int = 2048, out: int = 128):
+    def __init__(self, backbone: nn.Module, hidden: int = 2048, out: int = 128,
+                 out_bn: bool = False):
         super().__init__()
         self.backbone = backbone
         # BatchNorm in the head (as SimCLR v2 / MoCo v3) keeps the embeddings from
@@ -59,6 +60,11 @@ class ContrastiveModel(nn.Module):
         self.head = nn.Sequential(nn.Linear(backbone.feature_dim, hidden, bias=False),
                                   nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, out))
+        if out_bn:
+            # Centred outputs (MoCo v3's last BN, no affine): the final layer's shared
+            # component (its bias, the ReLU's positive mean) otherwise makes every
+            # embedding alike, and the class-level terms (L2, L3) sat at chance.
+            self.head.append(nn.BatchNorm1d(out, affine=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone(x)).float(), dim=1)

@@ -106,7 +106,8 @@ class _Run:
         self.total = cfg.epochs * self.steps_per_epoch
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         torch.manual_seed(cfg.seed)
-        self.model, net = place.model(ContrastiveModel(build_backbone(cfg.backbone, cfg.weights)),
+        self.model, net = place.model(ContrastiveModel(build_backbone(cfg.backbone, cfg.weights),
+                                                         out_bn=cfg.head_out_bn),
                                       info)
         self.objective = objectives.build(cfg, self.model, net, info)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
