@@ -33,6 +33,7 @@ ORDER = ("contrast", "blur", "noise")
 
 
 MIN_SIGMA = 0.3  # a blur below this is no blur (OpenCV needs sigma > 0)
+MIN_VISIBLE_SIGMA = 0.5  # the least blur a severity > 0 gives
 
 
 def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
@@ -53,6 +54,12 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
     return params
 
 
+def _scaled_sigma(sigma: float, k: float) -> float:
+    """A blur scaled by ``k``, at least ``MIN_VISIBLE_SIGMA`` unless ``k`` is 0: an image
+    drawn as blurred must not come out unchanged (small images, mild severities)."""
+    return 0.0 if k == 0 else max(sigma * k, MIN_VISIBLE_SIGMA)
+
+
 def with_severity(params: dict, severity: float | dict | None) -> dict:
     """``params`` with each degradation's strength scaled by its severity (1: unchanged,
     0: none): the contrast factor's and shift's distance from none, blur and noise sigma.
@@ -65,7 +72,7 @@ def with_severity(params: dict, severity: float | dict | None) -> dict:
         c, k = out["contrast"], sev["contrast"]
         out["contrast"] = {"factor": 1.0 + (c["factor"] - 1.0) * k, "shift": c["shift"] * k}
     if "blur" in out:
-        out["blur"] = {"sigma": out["blur"]["sigma"] * sev["blur"]}
+        out["blur"] = {"sigma": _scaled_sigma(out["blur"]["sigma"], sev["blur"])}
     if "noise" in out:
         out["noise"] = {**out["noise"], "sigma": out["noise"]["sigma"] * sev["noise"]}
     return out
