@@ -24,13 +24,12 @@ import math
 import cv2
 import numpy as np
 
-from comcl.data.severity import severity_of
+from comcl.data.severity import scaled_sigma, severity_of
 
 TYPES = ("illumination", "spots", "blur")
 REFERENCE_SIZE = 512.0
 FIELD_STEP = 8  # coarse grid step (px) for the smooth illumination fields
 MIN_SIGMA = 0.3  # a blur below this is no blur (OpenCV needs sigma > 0)
-MIN_VISIBLE_SIGMA = 0.5  # the least blur a severity > 0 gives
 
 
 def fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
@@ -102,12 +101,6 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray | 
     return params
 
 
-def _scaled_sigma(sigma: float, k: float) -> float:
-    """A blur scaled by ``k``, at least ``MIN_VISIBLE_SIGMA`` unless ``k`` is 0: an image
-    drawn as blurred must not come out unchanged (small images, mild severities)."""
-    return 0.0 if k == 0 else max(sigma * k, MIN_VISIBLE_SIGMA)
-
-
 def with_severity(params: dict, severity: float | dict | None) -> dict:
     """``params`` with each degradation's strength scaled by its severity (1: unchanged,
     0: none): blur sigma, the illumination factors' distance from 1, halo strength, hole
@@ -119,7 +112,7 @@ def with_severity(params: dict, severity: float | dict | None) -> dict:
         return params
     out = {**params}
     if "blur" in out:
-        out["blur"] = {"sigma": _scaled_sigma(out["blur"]["sigma"], sev["blur"])}
+        out["blur"] = {"sigma": scaled_sigma(out["blur"]["sigma"], sev["blur"])}
     if "illumination" in out:
         ill, k = dict(out["illumination"]), sev["illumination"]
         for key in ("brightness", "contrast", "saturation"):

@@ -23,17 +23,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from comcl.data.severity import severity_of
+from comcl.data.severity import scaled_sigma, severity_of
 
-from comcl.data.degradation_fundus import choose_types
+from comcl.data.degradation_fundus import MIN_SIGMA, choose_types
 
 TYPES = ("noise", "blur", "contrast")
 REFERENCE_SIZE = 512.0
 ORDER = ("contrast", "blur", "noise")
 
-
-MIN_SIGMA = 0.3  # a blur below this is no blur (OpenCV needs sigma > 0)
-MIN_VISIBLE_SIGMA = 0.5  # the least blur a severity > 0 gives
 
 
 def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
@@ -54,12 +51,6 @@ def sample(rng: np.random.Generator, height: int, width: int, fov: np.ndarray,
     return params
 
 
-def _scaled_sigma(sigma: float, k: float) -> float:
-    """A blur scaled by ``k``, at least ``MIN_VISIBLE_SIGMA`` unless ``k`` is 0: an image
-    drawn as blurred must not come out unchanged (small images, mild severities)."""
-    return 0.0 if k == 0 else max(sigma * k, MIN_VISIBLE_SIGMA)
-
-
 def with_severity(params: dict, severity: float | dict | None) -> dict:
     """``params`` with each degradation's strength scaled by its severity (1: unchanged,
     0: none): the contrast factor's and shift's distance from none, blur and noise sigma.
@@ -72,7 +63,7 @@ def with_severity(params: dict, severity: float | dict | None) -> dict:
         c, k = out["contrast"], sev["contrast"]
         out["contrast"] = {"factor": 1.0 + (c["factor"] - 1.0) * k, "shift": c["shift"] * k}
     if "blur" in out:
-        out["blur"] = {"sigma": _scaled_sigma(out["blur"]["sigma"], sev["blur"])}
+        out["blur"] = {"sigma": scaled_sigma(out["blur"]["sigma"], sev["blur"])}
     if "noise" in out:
         out["noise"] = {**out["noise"], "sigma": out["noise"]["sigma"] * sev["noise"]}
     return out

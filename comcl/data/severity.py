@@ -10,6 +10,7 @@ from comcl.common.params import Params
 FUNDUS_TYPES = ("illumination", "spots", "blur")
 XRAY_TYPES = ("contrast", "blur", "noise")
 KEY = "degrade.severity"
+MIN_VISIBLE_SIGMA = 0.5   # px: the least blur a severity above 0 gives
 INFO_KEY = "degradation_severity"
 
 
@@ -20,6 +21,12 @@ def severity_of(severity: float | dict | None, types) -> dict:
     if isinstance(severity, dict):
         return {t: float(severity.get(t, 1.0)) for t in types}
     return dict.fromkeys(types, float(severity))
+
+
+def scaled_sigma(sigma: float, k: float) -> float:
+    """A blur sigma scaled by ``k``, at least ``MIN_VISIBLE_SIGMA`` unless ``k`` is 0: an
+    image drawn as blurred must not come out unchanged (small images, mild severities)."""
+    return 0.0 if k == 0 else max(sigma * k, MIN_VISIBLE_SIGMA)
 
 
 def read(p: Params) -> dict:

@@ -20,7 +20,7 @@ from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.common.text import plural
 from comcl.common.seeding import rng_for
-from comcl.detection.windows import random_windows
+from comcl.detection.windows import check_fits, random_windows
 from comcl.imaging.imagestore import ImageStore
 
 HEALTHY_COLUMNS = ["image_id", "x0", "y0", "x1", "y1", "score", "lesion_class", "subset",
@@ -38,15 +38,10 @@ def run(params: Params, splits: str | Path, degraded: str | Path, out: str | Pat
         raise DataError(f"{splits}: HH and LH are both empty: no healthy image to crop")
     store = ImageStore(Path(degraded) / paths.IMAGES)
     rows, short = [], []
-    bar = tqdm(images.itertuples(), total=len(images), desc="crop_healthy", unit="img",
-               disable=not progress)
-    for row in bar:
+    for row in tqdm(images.itertuples(), total=len(images), desc="crop_healthy", unit="img",
+                    disable=not progress):
         rec = store.record(row.image_id)
-        h, w = rec.fov.shape
-        if size > min(h, w):
-            bar.close()
-            raise params.error("patches.size", f"= {size} px is larger than the {w}x{h} px "
-                                               f"image {row.image_id}: no window fits")
+        check_fits(params, size, rec.fov.shape[1], rec.fov.shape[0], row.image_id)
         usable = rec.fov if rec.lesion_mask is None else rec.fov & (rec.lesion_mask == 0)
         # Windows are sampled where usable pixels are; a window touching a lesion is refused.
         wins = random_windows(usable, size, per_image, fov_min, rng_for(seed, row.image_id))

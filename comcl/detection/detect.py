@@ -31,7 +31,7 @@ from comcl.common.seeding import rng_for
 from comcl.common.text import plural
 from comcl.detection import detector as det
 from comcl.detection.box_figure import draw_detect_windows
-from comcl.detection.windows import window_around
+from comcl.detection.windows import check_fits, window_around
 from comcl.imaging.imagestore import ImageStore
 from comcl.imaging.mask_boxes import mask_boxes
 
@@ -105,9 +105,9 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
                "windows_per_subset": {s: int((boxes["subset"] == s).sum()) for s in ("HL", "LL")},
                "windows_per_class": {c: int((boxes["lesion_class"] == c).sum()) for c in cfg.classes},
                "conf": conf}
+    mask_classes = manifest.read_info(Path(degraded)).get("mask_classes")
     if masks:
-        info = manifest.read_info(Path(degraded))
-        summary.update(lesion_coverage(boxes, masks, info.get("mask_classes")))
+        summary.update(lesion_coverage(boxes, masks, mask_classes))
     if without:
         print(f"detect: {len(without)} of {plural(len(images), 'lesion image')} "
               f"{'has' if len(without) == 1 else 'have'} no kept box "
@@ -115,9 +115,8 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     if metrics_out:
         write_text(metrics_out, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if figure:
-        info = manifest.read_info(Path(degraded))
         draw_detect_windows(store, boxes, images, best, conf, cfg.classes, figure,
-                            info.get("mask_classes"))
+                            mask_classes)
     return summary
 
 
@@ -134,7 +133,7 @@ def _detect_all(params: Params, model, cfg, store: ImageStore, images: pd.DataFr
             chunk = images.iloc[start:start + batch]
             recs = [store.record(i) for i in chunk["image_id"]]
             for r in recs:  # before the (slow) detector runs
-                _check_window_fits(params, size, r)
+                check_fits(params, size, r.image.shape[1], r.image.shape[0], r.image_id)
             for r, (_, row), pred in zip(recs, chunk.iterrows(), _predict(model, cfg, recs)):
                 h, w = r.image.shape[:2]
                 scores = pred["scores"]
@@ -153,14 +152,6 @@ def _detect_all(params: Params, model, cfg, store: ImageStore, images: pd.DataFr
                     masks[r.image_id] = r.lesion_mask
             bar.update(len(chunk))
     return rows, masks, without, best, above
-
-
-def _check_window_fits(params: Params, size: int, rec) -> None:
-    h, w = rec.image.shape[:2]
-    if size > min(h, w):
-        raise params.error("patches.size", f"= {size} px is larger than the {w}x{h} px "
-                                           f"image {rec.image_id}: no window fits; set it "
-                                           f"to at most {min(h, w)}")
 
 
 def _no_window_error(params: Params, model_path, n_images: int, best: dict, above: int,

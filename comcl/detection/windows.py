@@ -10,6 +10,14 @@ import cv2
 import numpy as np
 
 
+def check_fits(params, size: int, width: int, height: int, image_id: str) -> None:
+    """A ``patches.size`` window must fit in every image (a ParamError naming the key)."""
+    if size > min(width, height):
+        raise params.error("patches.size", f"= {size} px is larger than the {width}x{height} "
+                                           f"px image {image_id}: no window fits; set it "
+                                           f"to at most {min(width, height)}")
+
+
 def window_around(box, size: int, width: int, height: int, rng: np.random.Generator):
     """A size x size window containing ``box`` (x0, y0, x1, y1 floats), inside the image,
     at a random (seeded) offset; None when the box cannot fit."""

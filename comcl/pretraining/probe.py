@@ -52,7 +52,11 @@ def knn_predict(train_x, train_y, test_x, k: int = 5) -> np.ndarray:
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 5) -> dict:
-    pred = knn_predict(train_x, train_y, test_x, k)
+    return scores(test_y, knn_predict(train_x, train_y, test_x, k))
+
+
+def scores(test_y, pred) -> dict:
+    """Accuracy, balanced accuracy and the majority-class chance of predictions."""
     majority = max(np.mean(test_y), 1 - np.mean(test_y))
     return {"accuracy": float(np.mean(pred == test_y)),
             "balanced_accuracy": float(balanced_accuracy_score(test_y, pred)),
@@ -81,19 +85,20 @@ class Probe:
         self.mem_x, self.mem_y = arr[self.mem_rows], lesion[self.mem_rows]
         self.active = bool(held_out.any() and len(self.mem_rows))
 
-    def __call__(self, model: torch.nn.Module) -> dict:
-        """``model``: a ContrastiveModel (backbone + head). Returns the probe's numbers."""
+    def _predict(self, model: torch.nn.Module):
+        """(BN-recalibrated copy of ``model``, kNN prediction per probe patch)."""
         net = bn_recalibrated(model, self.mem_x, self.size, self.place)
         mem = features(net.backbone, self.mem_x, self.size, self.place)
         test = features(net.backbone, self.x, self.size, self.place)
-        res = knn_accuracy(mem, self.mem_y, test, self.y)
-        pred = knn_predict(mem, self.mem_y, test)
-        lq = np.isin(self.pool, ("LL", "LH"))
-        vs_lq_healthy = np.isin(self.pool, ("HL", "LL", "LH"))
-        out = {k: round(v, 4) for k, v in res.items()}
-        for name, rows in (("lq_balanced_accuracy", lq),
-                           ("lesion_vs_lq_healthy", vs_lq_healthy)):
-            val = _balanced(self.y, pred, rows)
+        return net, knn_predict(mem, self.mem_y, test)
+
+    def __call__(self, model: torch.nn.Module) -> dict:
+        """``model``: a ContrastiveModel (backbone + head). Returns the probe's numbers."""
+        net, pred = self._predict(model)
+        out = {k: round(v, 4) for k, v in scores(self.y, pred).items()}
+        for name, pools in (("lq_balanced_accuracy", ("LL", "LH")),
+                            ("lesion_vs_lq_healthy", ("HL", "LL", "LH"))):
+            val = _balanced(self.y, pred, np.isin(self.pool, pools))
             if val is not None:
                 out[name] = round(val, 4)
         if self.heldout is not None and self.heldout.usable():
@@ -102,9 +107,6 @@ class Probe:
 
     def correct(self, model: torch.nn.Module) -> pd.DataFrame:
         """Per probe patch: pool, label and whether the kNN got it right (for paired tests)."""
-        net = bn_recalibrated(model, self.mem_x, self.size, self.place)
-        mem = features(net.backbone, self.mem_x, self.size, self.place)
-        pred = knn_predict(mem, self.mem_y, features(net.backbone, self.x, self.size,
-                                                     self.place))
+        _, pred = self._predict(model)
         return pd.DataFrame({"pool": self.pool, "lesion": self.y, "pred": pred,
                              "correct": pred == self.y})
