@@ -1,6 +1,8 @@
 """DVC behaviour in a throwaway clone: repro, no-op repro, and what an ablation re-runs."""
 import json
 import re
+import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -72,8 +74,11 @@ def test_target_ratio_experiment_reruns_only_degrade_and_after(pipeline_clone):
         assert abs((part["quality"] == "low").sum() - 0.7 * len(part)) <= 1
 
 
-def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone):
+def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone, tmp_path):
     repo, _ = pipeline_clone
+    base = tmp_path / "base" / "metrics"
+    base.mkdir(parents=True)
+    shutil.copy(repo / "metrics" / "predictions.parquet", base)
     out = run_cmd(["dvc", "exp", "run", "-n", "no-spl", "-S", "spl.enabled=false"], cwd=repo).stdout
     stages = ran_stages(out)
     assert stages == ["pretrain", "finetune", "evaluate"]
@@ -85,6 +90,14 @@ def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone
             assert f'"{metric}"' in show
     text = run_cmd(["dvc", "exp", "show", "--no-pager", "--md"], cwd=repo).stdout
     assert "overall.kappa" in text and "low_quality.accuracy" in text and "no-spl" in text
+    # per-image comparison of the experiment (by name, from git) with the run before it
+    report = run_cmd([sys.executable, "-m", "comcl.experiments.compare", str(base.parent),
+                      "no-spl", "--bootstrap", "50", "--permutations", "50",
+                      "--out", str(tmp_path / "r.json")], cwd=repo).stdout
+    assert "no-spl" in report and "low_quality" in report
+    parts = json.loads((tmp_path / "r.json").read_text())["parts"]
+    d = parts["overall"]["vs_reference"]["no-spl"]["kappa"]
+    assert d["ci95"][0] <= d["ci95"][1] and 0 <= d["p_permutation"] <= 1
 
 
 def test_detect_conf_experiment_does_not_retrain_the_detector(pipeline_clone):

@@ -24,7 +24,7 @@ from comcl.common.errors import DataError
 from comcl.common.live_log import open_live
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier
+from comcl.diagnosis import classifier, predictions
 from comcl.diagnosis.metrics import (
     confusion,
     grading_from_confusion,
@@ -159,7 +159,7 @@ def gradcam_rows(test, n: int, cfg: classifier.ClassifierConfig, y, pred) -> lis
 def run(params: Params, splits: str | Path, degraded: str | Path, model_path: str | Path,
         metrics_out: str | Path, live_dir: str | Path | None = None,
         figure: str | Path | None = None, workers: int | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, predictions_out: str | Path | None = None) -> dict:
     n_boot = params.integer("evaluate.bootstrap", lo=0)
     seed = params.integer("evaluate.seed")
     n_cam = params.integer("evaluate.gradcam_images", lo=0)
@@ -178,6 +178,9 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     y = classifier.targets(test, cfg)
     result = evaluate_predictions(cfg, y, pred, prob, test["quality"].to_numpy(), n_boot, seed)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if predictions_out:
+        predictions.write(predictions.frame(cfg.task, cfg.classes, test, y, pred, prob),
+                          cfg.task, cfg.classes, predictions_out)
     if live_dir:
         with open_live(live_dir) as live:
             if cfg.task == "multilabel":

@@ -1,0 +1,251 @@
+"""Paired comparison of experiments on the same test images, from what DVC stored.
+
+    python -m comcl.experiments.compare baseline comcl-s0,comcl-s1,comcl-s2 [...]
+    python -m comcl.experiments.compare --out report.json workspace path/to/folder
+
+Each argument is one configuration: one source, or several separated by commas (its
+seeds). A source is a DVC experiment name (``dvc exp show``), a git revision, a folder
+holding ``metrics/predictions.parquet`` (or ``predictions.parquet``), the file itself, or
+``workspace``. Every configuration is compared with the first, for each metric (grading:
+quadratic weighted kappa and accuracy; multi-label: mean per-label kappa and accuracy),
+overall and on the high- and low-quality images:
+- the paired difference (the mean over seeds of each configuration's metric);
+- its 95% paired-bootstrap interval: test images resampled, the same resample for every
+  seed of both configurations (``paired_bootstrap``);
+- each configuration's mean and standard deviation over its seeds;
+- a paired permutation p-value: per image (and seed), the two configurations'
+  predictions swapped at random, exact when 2^images is at most the permutation count
+  (``paired_permutation``; needs the same number of seeds on both sides).
+Nothing is re-trained. Runs on different test images, labels or quality labels are an
+error naming both.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from comcl.common.errors import DataError
+from comcl.diagnosis import predictions
+from comcl.diagnosis.metrics import grading_from_confusion
+
+PARTS = {"overall": None, "high_quality": "high", "low_quality": "low"}
+METRICS = ("kappa", "accuracy")
+FILE = Path("metrics") / "predictions.parquet"
+
+
+@dataclass
+class Run:
+    """One experiment's test predictions: labels (N, L) and predictions (N, L) as ints."""
+    name: str
+    image_id: np.ndarray
+    quality: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+    k: int   # classes per label (grading: the grades; multi-label: 2)
+
+
+def load_run(source: str, cwd: Path = Path(".")) -> Run:
+    df, meta = predictions.read(_open(source, cwd))
+    if meta.get("task") == "multilabel":
+        classes = meta["classes"]
+        labels = df[[f"label_{c}" for c in classes]].to_numpy(int)
+        preds = df[[f"pred_{c}" for c in classes]].to_numpy(int)
+        k = 2
+    else:
+        labels, preds = df[["label"]].to_numpy(int), df[["prediction"]].to_numpy(int)
+        k = len(meta.get("classes") or []) or int(max(labels.max(), preds.max()) + 1)
+    return Run(source, df["image_id"].to_numpy(str), df["quality"].to_numpy(str), labels,
+               preds, k)
+
+
+def _open(source: str, cwd: Path):
+    path = cwd / source
+    if source == "workspace":
+        path = cwd
+    if path.is_dir():
+        for cand in (path / FILE, path / FILE.name):
+            if cand.is_file():
+                return cand
+        raise DataError(f"{path}: no {FILE} or {FILE.name} in this folder")
+    if path.is_file():
+        return path
+    rev = _resolve_rev(source, cwd)
+    blob = subprocess.run(["git", "show", f"{rev}:{FILE.as_posix()}"], cwd=cwd,
+                          capture_output=True)
+    if blob.returncode:
+        raise DataError(f"{source}: revision {rev[:12]} has no {FILE}")
+    return io.BytesIO(blob.stdout)
+
+
+def _resolve_rev(name: str, cwd: Path) -> str:
+    """A DVC experiment name (refs/exps/.../<name>, the newest) or any git revision."""
+    refs = subprocess.run(["git", "for-each-ref", "--sort=-creatordate",
+                           "--format=%(refname) %(objectname)", "refs/exps"], cwd=cwd,
+                          capture_output=True, text=True).stdout.split("\n")
+    for line in refs:
+        if line and line.split()[0].rsplit("/", 1)[-1] == name:
+            return line.split()[1]
+    rev = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                         cwd=cwd, capture_output=True, text=True)
+    if rev.returncode:
+        raise DataError(f"{name}: not a folder, a file, a DVC experiment or a git revision")
+    return rev.stdout.strip()
+
+
+def check_same_test_set(runs: list[Run]) -> None:
+    ref = runs[0]
+    for run in runs[1:]:
+        for what, a, b in (("test images", ref.image_id, run.image_id),
+                           ("labels", ref.labels, run.labels),
+                           ("quality labels", ref.quality, run.quality)):
+            if a.shape != b.shape or not np.array_equal(a, b):
+                raise DataError(f"{ref.name} and {run.name} were evaluated on different "
+                                f"test sets (their {what} differ); compare runs of one "
+                                "test set only")
+
+
+def metric_values(labels: np.ndarray, preds: np.ndarray, k: int, weights: np.ndarray) -> dict:
+    """Kappa and accuracy with per-image multiplicities ``weights``, from weighted
+    confusion matrices (one per label, averaged)."""
+    out = {m: 0.0 for m in METRICS}
+    for j in range(labels.shape[1]):
+        cm = np.bincount(labels[:, j] * k + preds[:, j], weights=weights,
+                         minlength=k * k).reshape(k, k)
+        res = grading_from_confusion(cm)
+        for m in METRICS:
+            out[m] += res[m] / labels.shape[1]
+    return out
+
+
+def _config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray) -> dict:
+    vals = [metric_values(r.labels[rows], r.preds[rows], r.k, weights) for r in runs]
+    return {m: float(np.mean([v[m] for v in vals])) for m in METRICS}
+
+
+def paired_bootstrap(a: list[Run], b: list[Run], rows: np.ndarray, n_boot: int,
+                     rng: np.random.Generator) -> dict:
+    """{metric: (B,) differences mean_a - mean_b over image resamples of ``rows``}."""
+    n = len(rows)
+    out = {m: np.empty(n_boot) for m in METRICS}
+    for i in range(n_boot):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        ma, mb = _config_metric(a, rows, w), _config_metric(b, rows, w)
+        for m in METRICS:
+            out[m][i] = ma[m] - mb[m]
+    return out
+
+
+def paired_permutation(a: list[Run], b: list[Run], rows: np.ndarray, n_perm: int,
+                       rng: np.random.Generator) -> dict | None:
+    """{metric: two-sided p-value} of the observed difference under random swaps of the
+    two configurations' predictions per image (seed s of a with seed s of b); exact
+    enumeration when 2^images <= ``n_perm``. None when the seed counts differ."""
+    if len(a) != len(b):
+        return None
+    n = len(rows)
+    ones = np.ones(n)
+    observed = {m: _config_metric(a, rows, ones)[m] - _config_metric(b, rows, ones)[m]
+                for m in METRICS}
+    if 2 ** n <= n_perm:
+        swaps = (np.array(s, bool) for s in itertools.product((False, True), repeat=n))
+        total = 2 ** n
+    else:
+        swaps = (rng.random(n) < 0.5 for _ in range(n_perm))
+        total = n_perm
+    hits = {m: 0 for m in METRICS}
+    for swap in swaps:
+        pa, pb = [], []
+        for ra, rb in zip(a, b):
+            xa, xb = ra.preds[rows].copy(), rb.preds[rows].copy()
+            xa[swap], xb[swap] = rb.preds[rows][swap], ra.preds[rows][swap]
+            pa.append(Run(ra.name, ra.image_id, ra.quality, ra.labels[rows], xa, ra.k))
+            pb.append(Run(rb.name, rb.image_id, rb.quality, rb.labels[rows], xb, rb.k))
+        all_rows = np.arange(n)
+        ma, mb = _config_metric(pa, all_rows, ones), _config_metric(pb, all_rows, ones)
+        for m in METRICS:
+            hits[m] += abs(ma[m] - mb[m]) >= abs(observed[m]) - 1e-12
+    return {m: hits[m] / total for m in METRICS}
+
+
+def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 2000,
+            seed: int = 0) -> dict:
+    """Each configuration against the first one, per part and metric."""
+    every = [r for runs in configs.values() for r in runs]
+    check_same_test_set(every)
+    quality = every[0].quality
+    names = list(configs)
+    report = {"reference": names[0], "images": int(len(quality)), "parts": {}}
+    for part, q in PARTS.items():
+        rows = np.flatnonzero(quality == q) if q else np.arange(len(quality))
+        if not len(rows):
+            continue
+        ones = np.ones(len(rows))
+        entry = {"images": int(len(rows)), "configs": {}, "vs_reference": {}}
+        for name, runs in configs.items():
+            vals = [metric_values(r.labels[rows], r.preds[rows], r.k, ones) for r in runs]
+            entry["configs"][name] = {
+                m: {"mean": round(float(np.mean([v[m] for v in vals])), 4),
+                    "sd": round(float(np.std([v[m] for v in vals], ddof=1)), 4)
+                    if len(vals) > 1 else None, "seeds": len(vals)} for m in METRICS}
+        for name in names[1:]:
+            rng = np.random.default_rng(seed)
+            a, b = configs[name], configs[names[0]]
+            boot = paired_bootstrap(a, b, rows, n_boot, rng)
+            perm = paired_permutation(a, b, rows, n_perm, np.random.default_rng(seed + 1))
+            obs_a, obs_b = _config_metric(a, rows, ones), _config_metric(b, rows, ones)
+            entry["vs_reference"][name] = {m: {
+                "delta": round(obs_a[m] - obs_b[m], 4),
+                "ci95": [round(float(x), 4) for x in np.percentile(boot[m], [2.5, 97.5])],
+                "p_permutation": None if perm is None else round(perm[m], 4)}
+                for m in METRICS}
+        report["parts"][part] = entry
+    return report
+
+
+def markdown(report: dict) -> str:
+    ref = report["reference"]
+    lines = [f"Paired against `{ref}` on {report['images']} test images.", "",
+             "| part | metric | config | mean ± sd (seeds) | Δ vs reference [95% CI] | p |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for part, entry in report["parts"].items():
+        for m in METRICS:
+            for name, vals in entry["configs"].items():
+                v = vals[m]
+                sd = f" ± {v['sd']:.3f}" if v["sd"] is not None else ""
+                d = entry["vs_reference"].get(name, {}).get(m)
+                delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                         if d else "—")
+                p = f"{d['p_permutation']:.3f}" if d and d["p_permutation"] is not None else "—"
+                lines.append(f"| {part} ({entry['images']}) | {m} | {name} | "
+                             f"{v['mean']:.3f}{sd} ({v['seeds']}) | {delta} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command(help=__doc__.split("\n\n")[0])
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples.")
+@click.option("--permutations", default=2000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
+def main(configs, bootstrap, permutations, seed, out):
+    if len(configs) < 2:
+        raise click.UsageError("give at least two configurations")
+    try:
+        runs = {c: [load_run(s) for s in c.split(",")] for c in configs}
+        report = compare(runs, bootstrap, permutations, seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
