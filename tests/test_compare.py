@@ -102,3 +102,22 @@ def test_command_reads_folders_and_fails_on_different_test_sets(tmp_path):
     res = CliRunner().invoke(cmp.main, [str(tmp_path / "base"), str(tmp_path / "other")])
     assert res.exit_code == 1
     assert "base" in res.output and "other" in res.output and "different test sets" in res.output
+
+
+def test_with_several_seeds_the_runs_are_permuted_and_seeds_resampled():
+    # 2 + 2 seeds: a's runs always right, b's always wrong. Of the C(4, 2) = 6 splits of
+    # the pooled runs only the two that keep the groups give |diff| >= 1: p = 2/6.
+    y = [0, 1, 2, 3]
+    right, wrong = run("r", y, y), run("w", y, [1, 2, 3, 0])
+    rows = np.arange(4)
+    p = cmp.paired_permutation([right, right], [wrong, wrong], rows, 100,
+                               np.random.default_rng(0))
+    assert p["accuracy"] == pytest.approx(2 / 6)
+    # Seeds that disagree widen the interval beyond what the images alone give.
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 5, 80)
+    noisy = [run(f"s{i}", y, np.where(rng.random(80) < f, y, rng.integers(0, 5, 80)))
+             for i, f in enumerate((0.3, 0.9))]
+    ref = [run("ref", y, np.where(rng.random(80) < 0.6, y, rng.integers(0, 5, 80)))]
+    both = cmp.paired_bootstrap(noisy, ref, np.arange(80), 300, np.random.default_rng(0))
+    assert np.ptp(np.percentile(both["accuracy"], [2.5, 97.5])) > 0.2

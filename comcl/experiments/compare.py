@@ -10,12 +10,14 @@ holding ``metrics/predictions.parquet`` (or ``predictions.parquet``), the file i
 quadratic weighted kappa and accuracy; multi-label: mean per-label kappa and accuracy),
 overall and on the high- and low-quality images:
 - the paired difference (the mean over seeds of each configuration's metric);
-- its 95% paired-bootstrap interval: test images resampled, the same resample for every
-  seed of both configurations (``paired_bootstrap``);
+- its 95% paired-bootstrap interval: test images resampled (the same resample on both
+  sides) and, where a configuration has several seeds, its seeds too, so that the
+  interval holds the seed-to-seed variation (``paired_bootstrap``);
 - each configuration's mean and standard deviation over its seeds;
-- a paired permutation p-value: per image (and seed), the two configurations'
-  predictions swapped at random, exact when 2^images is at most the permutation count
-  (``paired_permutation``; needs the same number of seeds on both sides).
+- a permutation p-value (``paired_permutation``): with several seeds a side, over the
+  splits of the pooled runs (exact; 3 + 3 seeds give at best p = 0.1); with one seed a
+  side, over per-image swaps of the two runs' predictions, which says nothing about
+  seed-to-seed variation.
 Nothing is re-trained. Runs on different test images, labels or quality labels are an
 error naming both.
 """
@@ -124,35 +126,64 @@ def metric_values(labels: np.ndarray, preds: np.ndarray, k: int, weights: np.nda
     return out
 
 
-def _config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray) -> dict:
-    vals = [metric_values(r.labels[rows], r.preds[rows], r.k, weights) for r in runs]
+def _config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray,
+                   picks: np.ndarray | None = None) -> dict:
+    """The mean over seeds (``picks``: a resample of them) of each run's metric."""
+    chosen = runs if picks is None else [runs[i] for i in picks]
+    vals = [metric_values(r.labels[rows], r.preds[rows], r.k, weights) for r in chosen]
     return {m: float(np.mean([v[m] for v in vals])) for m in METRICS}
 
 
 def paired_bootstrap(a: list[Run], b: list[Run], rows: np.ndarray, n_boot: int,
                      rng: np.random.Generator) -> dict:
-    """{metric: (B,) differences mean_a - mean_b over image resamples of ``rows``}."""
+    """{metric: (B,) differences mean_a - mean_b} over resamples of the test images
+    (``rows``; the same for both sides) and, for a side with several seeds, of its seeds:
+    the interval then holds the seed-to-seed variation too, not only the images'."""
     n = len(rows)
     out = {m: np.empty(n_boot) for m in METRICS}
     for i in range(n_boot):
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        ma, mb = _config_metric(a, rows, w), _config_metric(b, rows, w)
+        sa = rng.integers(0, len(a), len(a)) if len(a) > 1 else None
+        sb = rng.integers(0, len(b), len(b)) if len(b) > 1 else None
+        ma, mb = _config_metric(a, rows, w, sa), _config_metric(b, rows, w, sb)
         for m in METRICS:
             out[m][i] = ma[m] - mb[m]
     return out
 
 
 def paired_permutation(a: list[Run], b: list[Run], rows: np.ndarray, n_perm: int,
-                       rng: np.random.Generator) -> dict | None:
-    """{metric: two-sided p-value} of the observed difference under random swaps of the
-    two configurations' predictions per image (seed s of a with seed s of b); exact
-    enumeration when 2^images <= ``n_perm``. None when the seed counts differ."""
-    if len(a) != len(b):
-        return None
-    n = len(rows)
-    ones = np.ones(n)
+                       rng: np.random.Generator) -> dict:
+    """{metric: two-sided p-value} of the observed difference.
+
+    With several seeds on both sides the runs are the exchangeable units: every split of
+    the pooled runs into groups of the two sizes (exact; the smallest p is then
+    2 / C(n_a + n_b, n_a)). With one seed a side, the two predictions of each image are
+    swapped at random (exact when 2^images <= ``n_perm``); that p holds for these two
+    runs, not for their configurations."""
+    ones = np.ones(len(rows))
     observed = {m: _config_metric(a, rows, ones)[m] - _config_metric(b, rows, ones)[m]
                 for m in METRICS}
+    if len(a) > 1 and len(b) > 1:
+        return _run_permutation(a, b, rows, observed)
+    return _image_permutation(a[0], b[0], rows, n_perm, rng, observed)
+
+
+def _run_permutation(a, b, rows, observed) -> dict:
+    pooled, ones = a + b, np.ones(len(rows))
+    per_run = [metric_values(r.labels[rows], r.preds[rows], r.k, ones) for r in pooled]
+    hits, total = {m: 0 for m in METRICS}, 0
+    for group in itertools.combinations(range(len(pooled)), len(a)):
+        rest = [i for i in range(len(pooled)) if i not in group]
+        total += 1
+        for m in METRICS:
+            d = np.mean([per_run[i][m] for i in group]) - np.mean([per_run[i][m] for i in rest])
+            hits[m] += abs(d) >= abs(observed[m]) - 1e-12
+    return {m: hits[m] / total for m in METRICS}
+
+
+def _image_permutation(ra: Run, rb: Run, rows, n_perm, rng, observed) -> dict:
+    n, ones = len(rows), np.ones(len(rows))
+    labels, pa, pb = ra.labels[rows], ra.preds[rows], rb.preds[rows]
     if 2 ** n <= n_perm:
         swaps = (np.array(s, bool) for s in itertools.product((False, True), repeat=n))
         total = 2 ** n
@@ -161,14 +192,8 @@ def paired_permutation(a: list[Run], b: list[Run], rows: np.ndarray, n_perm: int
         total = n_perm
     hits = {m: 0 for m in METRICS}
     for swap in swaps:
-        pa, pb = [], []
-        for ra, rb in zip(a, b):
-            xa, xb = ra.preds[rows].copy(), rb.preds[rows].copy()
-            xa[swap], xb[swap] = rb.preds[rows][swap], ra.preds[rows][swap]
-            pa.append(Run(ra.name, ra.image_id, ra.quality, ra.labels[rows], xa, ra.k))
-            pb.append(Run(rb.name, rb.image_id, rb.quality, rb.labels[rows], xb, rb.k))
-        all_rows = np.arange(n)
-        ma, mb = _config_metric(pa, all_rows, ones), _config_metric(pb, all_rows, ones)
+        xa, xb = np.where(swap[:, None], pb, pa), np.where(swap[:, None], pa, pb)
+        ma, mb = metric_values(labels, xa, ra.k, ones), metric_values(labels, xb, rb.k, ones)
         for m in METRICS:
             hits[m] += abs(ma[m] - mb[m]) >= abs(observed[m]) - 1e-12
     return {m: hits[m] / total for m in METRICS}
@@ -203,7 +228,7 @@ def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 200
             entry["vs_reference"][name] = {m: {
                 "delta": round(obs_a[m] - obs_b[m], 4),
                 "ci95": [round(float(x), 4) for x in np.percentile(boot[m], [2.5, 97.5])],
-                "p_permutation": None if perm is None else round(perm[m], 4)}
+                "p_permutation": round(perm[m], 4)}
                 for m in METRICS}
         report["parts"][part] = entry
     return report
