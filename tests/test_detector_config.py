@@ -1,4 +1,6 @@
-"""The detector's optional stride-4 level and one anchor size per level."""
+"""The detector's optional stride-4 level, anchor groups per level, the ResNet-18 FPN of the
+real-fundus recipe and its local-contrast input."""
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +35,37 @@ def test_stride_4_level_with_one_anchor_size_per_level_detects_at_stride_4():
 
 
 def test_anchors_per_level_needs_one_size_per_level():
-    with pytest.raises(ParamError, match="one size per FPN level: 5"):
+    with pytest.raises(ParamError, match="a multiple of 5"):
         _cfg(finest_stride=4, anchors_per_level=True)
     with pytest.raises(ParamError, match="finest_stride"):
         _cfg(finest_stride=16)
+
+
+def test_resnet18_fpn_splits_anchor_sizes_into_equal_consecutive_groups_per_level():
+    cfg = _cfg(arch="resnet18", anchors_per_level=True,
+               anchor_sizes=[4, 6, 8, 12, 16, 24, 32, 48, 64, 128])
+    model = det.build(cfg).eval()
+    assert cfg.levels == 5
+    assert model.rpn.anchor_generator.sizes == ((4, 6), (8, 12), (16, 24), (32, 48), (64, 128))
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [6] * 5
+    feats = model.backbone(torch.zeros(1, 3, 64, 64))
+    assert [f.shape[-1] for f in feats.values()] == [16, 8, 4, 2, 1]
+    with pytest.raises(ParamError, match="a multiple of 5.*got 7"):
+        _cfg(arch="resnet18", anchors_per_level=True, anchor_sizes=[4, 6, 8, 12, 16, 24, 32])
+
+
+def test_local_contrast_removes_illumination_keeps_a_dot_and_greys_outside_the_fov():
+    cfg = _cfg(preprocess="local_contrast", image_size=120)
+    yy, xx = np.mgrid[:120, :120]
+    image = np.repeat((40 + xx)[..., None], 3, 2).astype(np.uint8)  # a slow gradient
+    image[60:62, 60:62] = 0                                            # a 2 px dark lesion
+    fov = (yy - 60) ** 2 + (xx - 60) ** 2 < 50 ** 2
+    out = det.prepare_input(image, cfg, fov)
+    assert out.shape == (120, 120, 3) and out.dtype == np.uint8
+    assert abs(int(out[60, 30, 0]) - 128) <= 3 and abs(int(out[60, 90, 0]) - 128) <= 3
+    assert out[60, 60, 0] < 40                         # the lesion stands out
+    assert (out[~fov] == 128).all() and (out[0, 0] == 128).all()
+    plain = det.prepare_input(image, _cfg(image_size=64))
+    assert plain.shape == (64, 64, 3)
+    with pytest.raises(ParamError, match="detector.preprocess"):
+        _cfg(preprocess="clahe")

@@ -101,7 +101,7 @@ def aux_plan(p: Params) -> tuple[list[Job], list[str]]:
         labels = tuple(d for d in CHEST_DISEASES if d in set(part["disease"]))
         jobs.append(Job(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0],
                         split_of.get(image, "train"), str(path), relative_to_root(path, root),
-                        labels, "", 0, settings.image_size,
+                        labels, "", 0, settings.aux_image_size,
                         tuple(part[["disease", "x", "y", "w", "h"]].itertuples(index=False,
                                                                               name=None))))
     # Images without boxes are the normal case here: only missing box images count.

@@ -33,14 +33,18 @@ SHOW = 5  # names shown in messages
 
 @dataclass(frozen=True)
 class RealDataSettings:
-    """Settings every real-data adapter reads: stored image size and `data.on_missing`."""
+    """Settings every real-data adapter reads: stored image size (the main dataset's, and
+    the auxiliary set's: ``data.aux_image_size``, null = the same) and `data.on_missing`."""
     image_size: int
     on_missing: str
+    aux_image_size: int = 0
 
     @classmethod
     def from_params(cls, p: Params) -> "RealDataSettings":
-        return cls(image_size=p.integer("data.image_size", lo=32, hi=4096),
-                   on_missing=p.choice("data.on_missing", ["error", "skip"]))
+        size = p.integer("data.image_size", lo=32, hi=4096)
+        aux = p.integer("data.aux_image_size", lo=32, hi=4096, allow_none=True, default=None)
+        return cls(image_size=size, on_missing=p.choice("data.on_missing", ["error", "skip"]),
+                   aux_image_size=aux or size)
 
 
 def dataset_root(p: Params, name: str) -> Path:

@@ -106,7 +106,7 @@ def plan(p: Params) -> tuple[list[Job], list[str]]:
         jobs.append(Job(key.split("/", 1)[1], _split_of(set_name), str(path),
                         relative_to_root(path, root),
                         tuple((c, str(masks[key][c])) for c in LESION_CLASSES if c in masks[key]),
-                        settings.image_size))
+                        settings.aux_image_size))
     ids = [j.image_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise DataError(f"{seg / IMAGES}: an image id appears in two sets")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -178,9 +177,7 @@ def _predict(model, cfg, recs) -> list[dict]:
     inputs, scales = [], []
     for r in recs:
         h, w = r.image.shape[:2]
-        img = r.image if (h, w) == (cfg.image_size,) * 2 else \
-            cv2.resize(r.image, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
-        inputs.append(det.to_tensor(img))
+        inputs.append(det.to_tensor(det.prepare_input(r.image, cfg, r.fov)))
         scales.append(np.array([w, h, w, h], np.float32) / cfg.image_size)
     with torch.inference_mode():
         preds = model(inputs)

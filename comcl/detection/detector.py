@@ -1,8 +1,9 @@
 """The lesion detector: a torchvision Faster R-CNN, built from params, saved and loaded safely.
 
 ``detector.arch`` picks the backbone: ``mobilenet_v3`` (MobileNetV3-Large FPN, fast on a
-CPU: the default) or ``resnet50`` (ResNet-50 FPN, as in the public reference
-implementation). Nothing is downloaded: the weights are random, or read from a local
+CPU: the default), ``resnet18`` (ResNet-18 FPN at strides 4-32 + a max-pool level, 128
+channels: the real-fundus recipe, docs/datasets.md) or ``resnet50`` (ResNet-50 FPN, as in
+the public reference implementation). Nothing is downloaded: the weights are random, or read from a local
 file named by ``detector.weights`` (a state dict of the whole detector or of its
 backbone body). Small lesions need small anchors and a fine feature map: the MobileNet
 FPN here starts at stride 8 (torchvision's default starts at 16) and is half as wide,
@@ -12,18 +13,27 @@ anchor sizes come from ``detector.anchor_sizes``.
 Microaneurysms and exudate specks are 2-6 px at 512 px: ``detector.finest_stride: 4``
 adds a stride-4 level to the MobileNet FPN (levels at the ends of the stride-4, 8 and 16
 stages and the last layer, + a max-pool level: five), and ``detector.anchors_per_level:
-true`` puts the i-th of ``detector.anchor_sizes`` on the i-th level only (as torchvision
-does) instead of every size on every level. Both default to the earlier layout (stride 8, every size on every level).
+true`` splits ``detector.anchor_sizes`` in order into one equal group per level (one
+size per level as torchvision does, or e.g. two: 4,6 | 8,12 | ... | 64,128) instead of
+every size on every level. Both default to the earlier layout (stride 8, every size on
+every level).
+
+``detector.preprocess: local_contrast`` feeds the network the image minus its large
+Gaussian blur (sigma = working size / 60; Graham's Kaggle preprocessing), which removes
+the slow illumination gradients of real photographs and leaves lesions' local contrast;
+zero (grey 128) outside the field of view. ``detector.prepare_input`` applies it, the same
+in training and in ``detect``.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large
+from torchvision.models import mobilenet_v3_large, resnet18
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
@@ -33,7 +43,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
 
-ARCHS = ("mobilenet_v3", "resnet50")
+ARCHS = ("mobilenet_v3", "resnet18", "resnet50")
+PREPROCESS = ("none", "local_contrast")
+CONTRAST_SIGMA = 1 / 60  # local_contrast's Gaussian sigma, as a fraction of the working size
 FINEST_STRIDES = (4, 8)  # MobileNet FPN's finest level
 FPN_CHANNELS = 128   # MobileNet FPN width (torchvision uses 256; 128 halves the CPU cost)
 BOX_HEAD_DIM = 512   # box head MLP width (torchvision: 1024)
@@ -50,11 +62,20 @@ class DetectorConfig:
     detections_per_image: int
     finest_stride: int = 8
     anchors_per_level: bool = False
+    preprocess: str = "none"
 
     @property
     def levels(self) -> int:
         """Feature levels of the FPN (max-pool level included)."""
-        return 5 if self.arch == "resnet50" or self.finest_stride == 4 else 4
+        return 5 if self.arch != "mobilenet_v3" or self.finest_stride == 4 else 4
+
+    def anchors(self) -> tuple[tuple[int, ...], ...]:
+        """Anchor sizes per FPN level."""
+        sizes = tuple(self.anchor_sizes)
+        if not self.anchors_per_level:
+            return (sizes,) * self.levels
+        k = len(sizes) // self.levels
+        return tuple(sizes[i * k:(i + 1) * k] for i in range(self.levels))
 
     @classmethod
     def from_params(cls, p: Params, classes: list[str]) -> "DetectorConfig":
@@ -71,15 +92,16 @@ class DetectorConfig:
             detections_per_image=p.integer("detector.detections_per_image", lo=1),
             finest_stride=p.integer("detector.finest_stride", default=8),
             anchors_per_level=p.boolean("detector.anchors_per_level", default=False),
+            preprocess=p.choice("detector.preprocess", PREPROCESS, default="none"),
         )
         if cfg.finest_stride not in FINEST_STRIDES:
             raise ParamError("detector.finest_stride",
                              f"must be one of {FINEST_STRIDES}, got {cfg.finest_stride}")
-        if cfg.anchors_per_level and len(sizes) != cfg.levels:
+        if cfg.anchors_per_level and len(sizes) % cfg.levels:
             raise ParamError("detector.anchor_sizes",
-                             f"with anchors_per_level, needs one size per FPN level: "
-                             f"{cfg.levels} for {cfg.arch} at finest_stride "
-                             f"{cfg.finest_stride}, got {len(sizes)}")
+                             f"with anchors_per_level, needs the same number of sizes per "
+                             f"FPN level: a multiple of {cfg.levels} for {cfg.arch} at "
+                             f"finest_stride {cfg.finest_stride}, got {len(sizes)}")
         return cfg
 
 
@@ -95,13 +117,17 @@ def build(cfg: DetectorConfig) -> FasterRCNN:
             layers, widths = {"4": "0", "7": "1", "16": "2"}, [40, 80, 960]
         backbone = BackboneWithFPN(features, layers, widths, FPN_CHANNELS,
                                    extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
+    elif cfg.arch == "resnet18":
+        # ResNet-18 stages at strides 4, 8, 16, 32 (+ max-pool level) into a slim FPN.
+        body = resnet18(weights=None, norm_layer=nn.BatchNorm2d)
+        backbone = BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2",
+                                          "layer4": "3"}, [64, 128, 256, 512], FPN_CHANNELS,
+                                   extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
     else:
         backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
                                        norm_layer=nn.BatchNorm2d, trainable_layers=5)
     levels = cfg.levels
-    sizes = tuple(cfg.anchor_sizes)
-    per_level = tuple((s,) for s in sizes) if cfg.anchors_per_level else (sizes,) * levels
-    anchors = AnchorGenerator(per_level, ((0.5, 1.0, 2.0),) * levels)
+    anchors = AnchorGenerator(cfg.anchors(), ((0.5, 1.0, 2.0),) * levels)
     channels = backbone.out_channels
     return FasterRCNN(
         backbone, num_classes=None, rpn_anchor_generator=anchors,
@@ -154,6 +180,28 @@ def load(path: str | Path) -> tuple[FasterRCNN, DetectorConfig]:
     model = build(cfg)
     model.load_state_dict(blob["state_dict"])
     return model.eval(), cfg
+
+
+def prepare_input(image: np.ndarray, cfg: DetectorConfig,
+                  fov: np.ndarray | None = None) -> np.ndarray:
+    """The image resized to the working size, preprocessed as ``cfg.preprocess`` says."""
+    size = cfg.image_size
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    if cfg.preprocess == "none":
+        return image
+    img = image.astype(np.float32)
+    blur = cv2.GaussianBlur(img, (0, 0), sigmaX=CONTRAST_SIGMA * size)
+    out = np.clip(4.0 * (img - blur) + 128.0, 0, 255).astype(np.uint8)
+    if fov is not None:
+        if fov.shape[:2] != (size, size):
+            fov = cv2.resize(fov.astype(np.uint8), (size, size),
+                             interpolation=cv2.INTER_NEAREST)
+        # a margin inside the FOV edge, where the blur mixes in the black background
+        inner = cv2.erode(fov.astype(np.uint8), np.ones((3, 3), np.uint8),
+                          iterations=max(1, size // 200)) > 0
+        out[~inner] = 128
+    return out
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

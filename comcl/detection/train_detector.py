@@ -1,14 +1,18 @@
 """The ``train_detector`` stage: Faster R-CNN on the auxiliary set's lesion boxes.
 
-The auxiliary images (``data/prepared/aux``) are resized to ``detector.image_size``;
-the source's own test set (IDRiD's), or else ``detector.holdout_fraction`` of them
-(seeded), is held out; images that are test images of the main dataset are left out
-(``detector.exclude_test_images``). Training draws random
-``detector.crop`` x ``detector.crop`` crops, most of them around a random lesion box,
-with flips; AdamW with linear warmup and cosine decay for ``detector.steps`` steps.
-The held-out images give AP@0.5 per class and their mean (torchmetrics'
-MeanAveragePrecision, COCO-style 101-point interpolation) in ``metrics/detector.json``,
-and a figure of predictions against ground truth.
+The auxiliary images (``data/prepared/aux``) are resized to ``detector.image_size`` and
+preprocessed (``detector.preprocess``, ``comcl.detection.detector.prepare_input``). Held
+out: ``detector.holdout_images`` when listed, else the source's own test set (IDRiD's),
+else ``detector.holdout_fraction`` of them (seeded); images that are test images of the
+main dataset are left out (``detector.exclude_test_images``). Training draws
+``detector.crop`` squares, ``detector.lesion_crop_p`` of them around a lesion box
+(``detector.lesion_crop_sampling``: per image or class-balanced,
+``comcl.detection.crop_sampling``), with flips; AdamW with linear warmup and cosine decay
+for ``detector.steps`` steps. Every ``detector.eval_every`` steps (0: at the end only) and
+at the end, AP@0.5 per class on the held-out and on the training images goes to dvclive;
+``metrics/detector.json`` has both, and, where the source has lesion masks, the held-out
+window precision (``comcl.detection.detector_eval``); a figure shows held-out predictions
+against ground truth.
 """
 from __future__ import annotations
 
@@ -32,11 +36,15 @@ from comcl.common.placement import setup_threads
 from comcl.common.seeding import rng_for
 from comcl.detection import box_figure
 from comcl.detection import detector as det
+from comcl.detection.crop_sampling import SAMPLING, CropSampler, crop_at
+from comcl.detection.detector_eval import average_precision, predict, window_precision
 from comcl.imaging.imagestore import ImageStore
 
 
-def load_aux(prepared: Path, size: int):
-    """Aux images resized to ``size`` and their boxes scaled alike, keyed by image id."""
+def load_aux(prepared: Path, cfg: det.DetectorConfig):
+    """Aux images at the working size, preprocessed as ``detector.preprocess`` says, their
+    boxes scaled alike and their lesion masks (None where the source has none), by id."""
+    size = cfg.image_size
     info = manifest.read_info(prepared)
     aux = prepared / paths.AUX
     rows = pd.read_parquet(aux / paths.MANIFEST)
@@ -48,13 +56,14 @@ def load_aux(prepared: Path, size: int):
     if unknown:
         raise DataError(f"{aux / paths.AUX_BOXES}: unknown lesion_class {sorted(unknown)}")
     store = ImageStore(aux / paths.IMAGES)
-    images, targets = {}, {}
+    images, targets, masks = {}, {}, {}
     by_id = dict(tuple(boxes.groupby("image_id")))
     for iid in tqdm(rows["image_id"], desc="train_detector: load", unit="img"):
-        img = store.image(iid)
-        h, w = img.shape[:2]
-        images[iid] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) \
-            if (h, w) != (size, size) else img
+        rec = store.record(iid)
+        h, w = rec.image.shape[:2]
+        images[iid] = det.prepare_input(rec.image, cfg, rec.fov)
+        masks[iid] = None if rec.lesion_mask is None else \
+            lesion_mask_at(rec.lesion_mask, size)
         b = by_id.get(iid)
         if b is None:
             xyxy, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -63,7 +72,16 @@ def load_aux(prepared: Path, size: int):
                 np.array([size / w, size / h, size / w, size / h], np.float32)
             labels = np.array([classes.index(c) + 1 for c in b["lesion_class"]], np.int64)
         targets[iid] = (xyxy, labels)
-    return images, targets, classes, rows
+    return images, targets, masks, classes, rows
+
+
+def lesion_mask_at(mask: np.ndarray, size: int) -> np.ndarray:
+    """A lesion mask (any class) at ``size`` x ``size``; a pixel is lesion when any source
+    pixel under it is, so that 1-2 px lesions survive downsizing."""
+    m = (mask > 0).astype(np.uint8) * 255
+    if m.shape[:2] != (size, size):
+        m = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
+    return m > 0
 
 
 def usable_aux_ids(rows: pd.DataFrame, prepared: Path, exclude_test: bool) -> list[str]:
@@ -102,66 +120,6 @@ def holdout_split(ids: list[str], fraction: float, seed: int,
     return [i for i in ids if i not in set(hold)], hold
 
 
-def sample_crop(rng, image, target, crop, min_side=1.0):
-    """A crop (around a random box with probability 0.8) with the boxes inside it."""
-    h, w = image.shape[:2]
-    xyxy, labels = target
-    c = min(crop, h, w)
-    if len(xyxy) and rng.random() < 0.8:
-        bx = xyxy[rng.integers(len(xyxy))]
-        cx, cy = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2
-        x0 = int(np.clip(cx - rng.uniform(0.1, 0.9) * c, 0, w - c))
-        y0 = int(np.clip(cy - rng.uniform(0.1, 0.9) * c, 0, h - c))
-    else:
-        x0, y0 = int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1))
-    img = image[y0:y0 + c, x0:x0 + c]
-    boxes = xyxy - np.array([x0, y0, x0, y0], np.float32)
-    centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    keep = (centre_x >= 0) & (centre_x < c) & (centre_y >= 0) & (centre_y < c)
-    boxes = np.clip(boxes[keep], 0, c)
-    lab = labels[keep]
-    ok = ((boxes[:, 2] - boxes[:, 0]) >= min_side) & ((boxes[:, 3] - boxes[:, 1]) >= min_side)
-    boxes, lab = boxes[ok], lab[ok]
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-        boxes = np.stack([c - boxes[:, 2], boxes[:, 1], c - boxes[:, 0], boxes[:, 3]], 1)
-    if rng.random() < 0.5:
-        img = img[::-1]
-        boxes = np.stack([boxes[:, 0], c - boxes[:, 3], boxes[:, 2], c - boxes[:, 1]], 1)
-    return det.to_tensor(img), {"boxes": torch.from_numpy(boxes.reshape(-1, 4).astype(np.float32)),
-                                "labels": torch.from_numpy(lab.astype(np.int64))}
-
-
-@torch.inference_mode()
-def predict(model, images: list[np.ndarray], batch_size: int = 4) -> list[dict]:
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        out.extend({k: v.cpu() for k, v in o.items()}
-                   for o in model([det.to_tensor(im) for im in images[i:i + batch_size]]))
-    return out
-
-
-def average_precision(preds: list[dict], targets: list[tuple], classes: list[str]) -> dict:
-    """AP@0.5 per class and mean over classes present in the ground truth."""
-    from torchmetrics.detection import MeanAveragePrecision
-
-    metric = MeanAveragePrecision(iou_type="bbox", iou_thresholds=[0.5], class_metrics=True,
-                                  box_format="xyxy")
-    metric.update(preds, [{"boxes": torch.from_numpy(b), "labels": torch.from_numpy(l)}
-                          for b, l in targets])
-    res = metric.compute()
-    per_class = {}
-    ids = res["classes"].tolist() if res["classes"].ndim else [int(res["classes"])]
-    values = res["map_per_class"].tolist() if res["map_per_class"].ndim else \
-        [float(res["map_per_class"])]
-    for cid, ap in zip(ids, values):
-        if ap >= 0:
-            per_class[classes[cid - 1]] = round(float(ap), 4)
-    mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
-    return {"ap50": per_class, "map50": round(mean, 4)}
-
-
 def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n: int = 4,
                      ids: list[str] | None = None) -> None:
     """A few held-out images: ground truth (dashed) and the boxes scoring above ``conf``
@@ -192,15 +150,20 @@ def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n
     box_figure.save(fig, path, dpi=110)
 
 
-def _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop, lr, live,
-                progress) -> None:
-    """AdamW on random crops with warmup + cosine; dvclive every 10 steps."""
+def _train_loop(model, opt, images, targets, sampler, rng, schedule, live, progress,
+                evaluate=None) -> None:
+    """AdamW on lesion-centred crops with warmup + cosine; dvclive every 10 steps, and
+    ``evaluate(step)`` every ``eval_every`` steps (0: never)."""
+    steps, batch, crop, lr, eval_every = schedule
     bar = tqdm(range(steps), desc="train_detector", unit="step", disable=not progress)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
-        ids = [train_ids[i] for i in rng.integers(0, len(train_ids), batch)]
-        imgs, tgts = zip(*(sample_crop(rng, images[i], targets[i], crop) for i in ids))
+        crops = []
+        for iid in sampler.images(rng, batch):
+            iid, box = sampler.box(rng, iid)
+            crops.append(crop_at(rng, images[iid], targets[iid], crop, box))
+        imgs, tgts = zip(*crops)
         losses = model(list(imgs), list(tgts))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -217,7 +180,62 @@ def _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop,
             for k, v in losses.items():
                 live.log_metric(f"train/{k}", v.item())
             live.log_metric("train/lr", opt.param_groups[0]["lr"])
+            if evaluate is not None and eval_every and step % eval_every == 0 and step:
+                evaluate(step)
             live.next_step()
+
+
+def _log_ap(live, split: str, result: dict) -> None:
+    if live is None:
+        return
+    live.log_metric(f"{split}/map50", result["map50"])
+    for c, ap in result["ap50"].items():
+        live.log_metric(f"{split}/ap50_{c}", ap)
+
+
+def _id_list(params: Params, key: str) -> list[str]:
+    """A list of image ids (null or absent: empty)."""
+    value = params.raw(key, None)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise params.error(key, f"must be a list of image ids, got {value!r}")
+    return [str(v) for v in value]
+
+
+def _settings(params: Params) -> dict:
+    return {
+        "steps": params.integer("detector.steps", lo=1),
+        "batch": params.integer("detector.batch_size", lo=1),
+        "crop": params.integer("detector.crop", lo=32),
+        "lr": params.number("detector.lr", lo=0.0, lo_open=True),
+        "fraction": params.number("detector.holdout_fraction", 0.0, 1.0, hi_open=True),
+        "holdout_images": _id_list(params, "detector.holdout_images"),
+        "sampling": params.choice("detector.lesion_crop_sampling", SAMPLING, default="box"),
+        "lesion_p": params.number("detector.lesion_crop_p", 0.0, 1.0, default=0.8),
+        "eval_every": params.integer("detector.eval_every", lo=0, default=0),
+        "seed": params.integer("detector.seed"),
+        "weights": params.string("detector.weights", allow_none=True),
+        "exclude_test": params.boolean("detector.exclude_test_images"),
+    }
+
+
+def _holdout(params: Params, rows: pd.DataFrame, ids: list[str], st: dict):
+    """Held-out ids: ``detector.holdout_images`` when given (each must exist), else the
+    source's own test set, else a seeded fraction."""
+    given = [str(i) for i in st["holdout_images"]]
+    if given:
+        missing = sorted(set(given) - set(ids))
+        if missing:
+            raise params.error("detector.holdout_images",
+                               f"names images the auxiliary set does not have (or that are "
+                               f"left out as test images): {', '.join(missing[:5])}")
+        if len(given) >= len(ids):
+            raise params.error("detector.holdout_images", "holds out every auxiliary image")
+        return holdout_split(ids, st["fraction"], st["seed"], given)
+    source_test = rows.loc[rows["split"] == "test", "image_id"].tolist() if "split" in rows \
+        else []
+    return holdout_split(ids, st["fraction"], st["seed"], source_test)
 
 
 def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out: str | Path,
@@ -226,46 +244,63 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     setup_threads()
     prepared = Path(prepared)
     info = manifest.read_info(prepared)
-    size = params.integer("detector.image_size", lo=64, hi=4096)
+    params.integer("detector.image_size", lo=64, hi=4096)
     cfg = det.DetectorConfig.from_params(params, info.get("aux_classes") or [])
-    steps = params.integer("detector.steps", lo=1)
-    batch = params.integer("detector.batch_size", lo=1)
-    crop = params.integer("detector.crop", lo=32)
-    lr = params.number("detector.lr", lo=0.0, lo_open=True)
-    fraction = params.number("detector.holdout_fraction", 0.0, 1.0, hi_open=True)
-    seed = params.integer("detector.seed")
-    weights = params.string("detector.weights", allow_none=True)
-    exclude_test = params.boolean("detector.exclude_test_images")
-    images, targets, classes, rows = load_aux(prepared, size)
+    st = _settings(params)
+    size = cfg.image_size
+    images, targets, masks, classes, rows = load_aux(prepared, cfg)
     cfg.classes = classes
-    ids = usable_aux_ids(rows, prepared, exclude_test)
-    given = rows.loc[rows["split"] == "test", "image_id"].tolist() if "split" in rows else []
-    train_ids, hold_ids = holdout_split(ids, fraction, seed, given)
-    torch.manual_seed(seed)
+    ids = usable_aux_ids(rows, prepared, st["exclude_test"])
+    train_ids, hold_ids = _holdout(params, rows, ids, st)
+    torch.manual_seed(st["seed"])
     model = det.build(cfg)
-    if weights:
-        det.load_initial_weights(model, weights)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+    if st["weights"]:
+        det.load_initial_weights(model, st["weights"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=st["lr"],
                             weight_decay=1e-4)
-    rng = rng_for(seed, "crops")
+    rng = rng_for(st["seed"], "crops")
+    sampler = CropSampler(targets, train_ids, st["sampling"], st["lesion_p"])
     live = open_live(live_dir)
+    crop = min(st["crop"], size)
+
+    def evaluate(step=None, split_ids=(("holdout", hold_ids), ("train", train_ids))):
+        det.set_input_size(model, size)
+        out = {}
+        for split, sids in split_ids:
+            preds = predict(model, [images[i] for i in sids])
+            out[split] = (preds, average_precision(preds, [targets[i] for i in sids], classes))
+            _log_ap(live, split, out[split][1])
+        det.set_input_size(model, crop)
+        model.train()
+        return out
+
     start = time.perf_counter()
-    det.set_input_size(model, min(crop, size))
+    det.set_input_size(model, crop)
     model.train()
-    _train_loop(model, opt, images, targets, train_ids, rng, steps, batch, crop, lr, live,
-                progress)
+    _train_loop(model, opt, images, targets, sampler, rng,
+                (st["steps"], st["batch"], st["crop"], st["lr"], st["eval_every"]), live,
+                progress, evaluate)
     train_seconds = time.perf_counter() - start
+    if live is not None:
+        live.step = st["steps"]
+    final = evaluate()
     det.set_input_size(model, size)
-    hold_images = [images[i] for i in hold_ids]
-    hold_targets = [targets[i] for i in hold_ids]
-    preds = predict(model, hold_images)
-    result = average_precision(preds, hold_targets, classes)
-    result.update(holdout_images=len(hold_ids), train_images=len(train_ids), steps=steps,
-                  train_seconds=round(train_seconds, 1))
+    model.eval()
+    preds, result = final["holdout"]
+    result = dict(result)
+    result.update(train_ap50=final["train"][1]["ap50"], train_map50=final["train"][1]["map50"],
+                  holdout_images=len(hold_ids), train_images=len(train_ids),
+                  steps=st["steps"], train_seconds=round(train_seconds, 1))
+    hold_masks = [masks[i] for i in hold_ids]
+    if hold_ids and all(m is not None for m in hold_masks):
+        result["holdout_window_precision"] = {
+            f"{side}px": window_precision(preds, hold_masks, side)
+            for side in sorted({128, size // 4})}
     det.save(model, cfg, model_out)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     if figure:
-        draw_predictions(hold_images, hold_targets, preds, classes, figure, ids=hold_ids)
+        draw_predictions([images[i] for i in hold_ids], [targets[i] for i in hold_ids], preds,
+                         classes, figure, ids=hold_ids)
     if live is not None:
         live.end()
     return result
