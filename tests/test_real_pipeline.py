@@ -91,3 +91,25 @@ def test_chestxray14_fixtures(tmp_path):
     assert not train_groups & set(parts["test"]["group"])
     preview = cv2.imread(str(repo / "plots" / "degrade" / "preview.png"), cv2.IMREAD_UNCHANGED)
     assert preview is not None and np.ptp(preview) > 100
+
+
+def test_smoke_preset_on_eyeq_and_idrid_fixtures_runs_to_evaluate(tmp_path):
+    """presets/real_smoke.yaml, one command, in a throwaway clone: every stage runs on the
+    real photographs and the lesion pools (HL, LL) are not empty."""
+    repo = clone_repo(tmp_path / "repo")
+    out = run_cmd(["python", "scripts/run_preset.py", "presets/real_smoke.yaml",
+                   "-S", f"data.eyeq.root={FIXTURES / 'eyeq'}",
+                   "-S", f"data.idrid.root={FIXTURES / 'idrid'}"], cwd=repo)
+    log = out.stdout + out.stderr
+    for stage in ("prepare", "train_detector", "detect", "build_patches", "pretrain",
+                  "finetune", "evaluate"):
+        assert f"Running stage '{stage}'" in log
+    pools = json.loads((repo / "metrics" / "pretrain.json").read_text())["pools"]
+    assert pools["HL"] > 0 and pools["LL"] > 0, pools
+    det = json.loads((repo / "metrics" / "detector.json").read_text())
+    assert (det["train_images"], det["holdout_images"]) == (8, 2)
+    assert set(det["train_ap50"]) >= {"MA", "HE", "EX"}
+    evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert evaluation
+    for fig in ("plots/detector/predictions.png", "plots/detect/windows.png"):
+        assert cv2.imread(str(repo / fig)) is not None, fig

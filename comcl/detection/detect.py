@@ -1,6 +1,7 @@
 """The ``detect`` stage: lesion windows on the HL and LL training images.
 
-The detector runs batched under ``torch.inference_mode`` on all cores. A box is kept when
+The detector runs batched under ``torch.inference_mode`` (on CUDA when there is one, else on
+all cores). A box is kept when
 its score is above ``detect.conf``, its longer side is at most ``patches.size`` and it
 lies at least ``detect.border`` px from every image edge; the best
 ``detect.max_per_image`` boxes per image are expanded to a ``patches.size`` square window
@@ -25,7 +26,7 @@ from comcl.common import manifest, paths
 from comcl.common.atomic import write_text
 from comcl.common.errors import DataError, PipelineError
 from comcl.common.params import Params
-from comcl.common.placement import setup_threads
+from comcl.common.placement import default_device, setup_threads
 from comcl.common.seeding import rng_for
 from comcl.common.text import plural
 from comcl.detection import detector as det
@@ -86,7 +87,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, model_path: st
     seed = params.integer("detect.seed")
     size = params.integer("patches.size", lo=8)
     setup_threads()
-    model, cfg = det.load(model_path)
+    model, cfg = det.load(model_path, default_device())
     images = manifest.read_subsets(Path(splits), ("HL", "LL"))
     if images.empty:
         raise DataError(f"{splits}: HL and LL are both empty: no lesion image to detect on")
@@ -177,7 +178,7 @@ def _predict(model, cfg, recs) -> list[dict]:
     inputs, scales = [], []
     for r in recs:
         h, w = r.image.shape[:2]
-        inputs.append(det.to_tensor(det.prepare_input(r.image, cfg, r.fov)))
+        inputs.append(det.to_tensor(det.prepare_input(r.image, cfg, r.fov), det.device_of(model)))
         scales.append(np.array([w, h, w, h], np.float32) / cfg.image_size)
     with torch.inference_mode():
         preds = model(inputs)

@@ -168,10 +168,16 @@ def save(model: FasterRCNN, cfg: DetectorConfig, path: str | Path) -> None:
     from comcl.common.atomic import atomic_file
 
     with atomic_file(path) as tmp:
-        torch.save({"config": asdict(cfg), "state_dict": model.state_dict()}, tmp)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"config": asdict(cfg), "state_dict": state}, tmp)
 
 
-def load(path: str | Path) -> tuple[FasterRCNN, DetectorConfig]:
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[FasterRCNN, DetectorConfig]:
+    """The saved detector in eval mode on ``device``."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: detector not found; run `train_detector` first")
@@ -179,7 +185,7 @@ def load(path: str | Path) -> tuple[FasterRCNN, DetectorConfig]:
     cfg = DetectorConfig(**blob["config"])
     model = build(cfg)
     model.load_state_dict(blob["state_dict"])
-    return model.eval(), cfg
+    return model.to(device).eval(), cfg
 
 
 def prepare_input(image: np.ndarray, cfg: DetectorConfig,
@@ -204,9 +210,9 @@ def prepare_input(image: np.ndarray, cfg: DetectorConfig,
     return out
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 (or HxW grey) to float CxHxW in [0, 1], three channels."""
-    t = torch.from_numpy(np.ascontiguousarray(image))
+def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 HxWx3 (or HxW grey) to float CxHxW in [0, 1], three channels, on ``device``."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     if t.ndim == 2:
         t = t.unsqueeze(-1).expand(-1, -1, 3)
     return t.permute(2, 0, 1).float().div_(255.0)

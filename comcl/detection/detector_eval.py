@@ -19,10 +19,11 @@ REPORT_CONFS = (0.3, 0.5, 0.7)  # thresholds window precision is reported at
 @torch.inference_mode()
 def predict(model, images: list[np.ndarray], batch_size: int = 4) -> list[dict]:
     model.eval()
+    device = det.device_of(model)
     out = []
     for i in range(0, len(images), batch_size):
         out.extend({k: v.cpu() for k, v in o.items()}
-                   for o in model([det.to_tensor(im) for im in images[i:i + batch_size]]))
+                   for o in model([det.to_tensor(im, device) for im in images[i:i + batch_size]]))
     return out
 
 

@@ -32,7 +32,7 @@ from comcl.common.errors import DataError
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
-from comcl.common.placement import setup_threads
+from comcl.common.placement import default_device, setup_threads
 from comcl.common.seeding import rng_for
 from comcl.detection import box_figure
 from comcl.detection import detector as det
@@ -163,8 +163,10 @@ def _train_loop(model, opt, images, targets, sampler, rng, schedule, live, progr
         for iid in sampler.images(rng, batch):
             iid, box = sampler.box(rng, iid)
             crops.append(crop_at(rng, images[iid], targets[iid], crop, box))
-        imgs, tgts = zip(*crops)
-        losses = model(list(imgs), list(tgts))
+        device = det.device_of(model)
+        imgs = [im.to(device) for im, _ in crops]
+        tgts = [{k: v.to(device) for k, v in t.items()} for _, t in crops]
+        losses = model(imgs, tgts)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise DataError(f"train_detector: loss became {loss.item()} at step {step}; "
@@ -256,6 +258,7 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     model = det.build(cfg)
     if st["weights"]:
         det.load_initial_weights(model, st["weights"])
+    model.to(default_device())
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=st["lr"],
                             weight_decay=1e-4)
     rng = rng_for(st["seed"], "crops")

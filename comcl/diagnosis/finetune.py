@@ -29,6 +29,7 @@ from comcl.common.params import Params
 from comcl.common.placement import Placement
 from comcl.common.seeding import rng_for
 from comcl.diagnosis import classifier
+from comcl.diagnosis.label_fraction import label_subset
 from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
@@ -50,6 +51,7 @@ class FinetuneConfig:
     loss: str
     seed: int
     scale_mismatch: str = "warn"
+    label_fraction: float = 1.0
 
     @classmethod
     def from_params(cls, p: Params) -> "FinetuneConfig":
@@ -61,7 +63,9 @@ class FinetuneConfig:
                    warmup_epochs=p.number("finetune.warmup_epochs", lo=0.0),
                    loss=p.choice("finetune.loss", classifier.LOSSES),
                    seed=p.integer("finetune.seed"),
-                   scale_mismatch=p.choice("finetune.scale_mismatch", pixel_scale.MODES))
+                   scale_mismatch=p.choice("finetune.scale_mismatch", pixel_scale.MODES),
+                   label_fraction=p.number("finetune.label_fraction", 0.0, 1.0, lo_open=True,
+                                           default=1.0))
 
 
 def augment_config(modality: str, size: int) -> augment.AugmentConfig:
@@ -105,6 +109,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     splits, degraded, encoder = Path(splits), Path(degraded), Path(encoder)
     dinfo = manifest.read_info(degraded)
     train, val = read_training(splits)
+    train = label_subset(train, cfg.label_fraction, cfg.seed)
     if cfg.batch_size % info.world:
         raise ParamError("finetune.batch_size", f"= {cfg.batch_size} must be divisible by the "
                                                 f"number of processes ({info.world})")
@@ -137,6 +142,8 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
                 distributed.shutdown(info)
                 return {"interrupted_after_epoch": epoch + 1}
     summary = job.summary()
+    if cfg.label_fraction < 1.0:
+        summary.update(label_fraction=cfg.label_fraction, train_images=len(train))
     if info.main:
         classifier.save(job.best_model(), model_out)
         write_text(metrics_out, json.dumps({k: v for k, v in summary.items() if k != "history"},
