@@ -1,0 +1,145 @@
+"""The ``linear_probe`` stage: the transfer protocol that fits only a linear classifier.
+
+The encoder (``models/encoder.pt``) stays frozen. Its BatchNorm statistics are first
+re-estimated on the training images (cumulative averages over one pass, no gradient), so
+that an encoder pretrained on patches is read at whole-image statistics; then its pooled
+features of the training and test images at ``linear_probe.image_size`` are standardised
+(on train) and a logistic regression is fitted on the training images, its inverse
+regularisation C chosen from ``linear_probe.Cs`` by stratified ``linear_probe.cv_folds``-fold
+cross-validation (log loss) on the training images only (never on validation or test images);
+multi-label data: one such regression per label. ``linear_probe.label_fraction`` probes
+with a stratified fraction of the training images (``comcl.diagnosis.label_fraction``).
+Test metrics overall and per quality with bootstrap intervals, as ``evaluate`` writes them,
+in ``metrics/linear_probe.json``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from comcl.common import manifest, paths
+from comcl.common.atomic import write_text
+from comcl.common.errors import DataError
+from comcl.common.params import Params
+from comcl.common.placement import Placement, default_device, setup_threads
+from comcl.diagnosis import classifier
+from comcl.diagnosis.evaluate import evaluate_predictions
+from comcl.diagnosis.finetune import read_training
+from comcl.diagnosis.label_fraction import label_subset
+from comcl.imaging import augment
+from comcl.imaging.image_cache import resized
+from comcl.imaging.inference import predict
+
+
+@torch.no_grad()
+def reestimate_batchnorm(backbone: nn.Module, images: np.ndarray, size: int,
+                         place: Placement, batch: int = 32) -> None:
+    """Running BatchNorm statistics replaced by the cumulative mean / variance over
+    ``images`` (train-mode forward passes; weights untouched)."""
+    bns = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    backbone.train()
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2)
+        with place.autocast():
+            backbone(place.memory_format(augment.plain(x.to(place.device), size)))
+    backbone.eval()
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed: int):
+    """A logistic regression with C chosen by stratified cross-validation on (x, y); a
+    fixed C (the middle of ``cs``) when some class has fewer than 2 images (no fold can
+    hold it out)."""
+    counts = np.unique(y, return_counts=True)[1]
+    k = int(min(folds, counts.min())) if len(counts) > 1 else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if len(counts) < 2:
+            return None
+        if k < 2:
+            middle = float(sorted(cs)[len(cs) // 2])
+            return LogisticRegression(C=middle, max_iter=2000).fit(x, y)
+        cv = StratifiedKFold(k, shuffle=True, random_state=seed)
+        search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": list(cs)}, cv=cv,
+                              scoring="neg_log_loss").fit(x, y)
+        return search.best_estimator_
+
+
+def class_probabilities(model, x: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) probabilities; classes the training images lack get 0."""
+    prob = np.zeros((len(x), k))
+    if model is None:
+        prob[:, int(classes[0])] = 1.0
+        return prob
+    prob[:, model.classes_.astype(int)] = model.predict_proba(x)
+    return prob
+
+
+def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str | Path,
+        metrics_out: str | Path, workers: int | None = None, progress: bool = True) -> dict:
+    size = params.integer("linear_probe.image_size", lo=32, hi=2048)
+    cs = params.number_list("linear_probe.Cs", lo=1e-6)
+    folds = params.integer("linear_probe.cv_folds", lo=2)
+    fraction = params.number("linear_probe.label_fraction", 0.0, 1.0, lo_open=True)
+    n_boot = params.integer("linear_probe.bootstrap", lo=0)
+    seed = params.integer("linear_probe.seed")
+    if not cs:
+        raise params.error("linear_probe.Cs", "must list at least one value")
+    setup_threads()
+    place = Placement.resolve(default_device())
+    splits, degraded = Path(splits), Path(degraded)
+    info = manifest.read_info(degraded)
+    train, _ = read_training(splits)
+    train = label_subset(train, fraction, seed)
+    test = manifest.read(splits / "test.parquet", splits=("test",))
+    if test.empty:
+        raise DataError(f"{splits}/test.parquet: the test split is empty")
+    model = classifier.from_encoder(encoder, info["task"], info["classes"], "ce", size)
+    cfg, backbone = model.cfg, model.backbone.to(place.device)
+    store = degraded / paths.IMAGES
+    with resized(store, train["image_id"].tolist(), size, workers,
+                 "linear_probe: train images", progress) as images:
+        reestimate_batchnorm(backbone, images.array, size, place)
+        f_train = predict(backbone, images.array, size, place).numpy()
+    with resized(store, test["image_id"].tolist(), size, workers,
+                 "linear_probe: test images", progress) as images:
+        f_test = predict(backbone, images.array, size, place).numpy()
+    scaler = StandardScaler().fit(f_train)
+    x_train, x_test = scaler.transform(f_train), scaler.transform(f_test)
+    y_train, y_test = classifier.targets(train, cfg), classifier.targets(test, cfg)
+    chosen = {}
+    if cfg.task == "multilabel":
+        prob = np.zeros((len(test), len(cfg.classes)))
+        for j, name in enumerate(cfg.classes):
+            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed)
+            prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
+            chosen[name] = _c_of(lr)
+        pred = (prob > 0.5).astype(int)
+    else:
+        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed)
+        prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
+        pred = prob.argmax(1)
+        chosen["C"] = _c_of(lr)
+    result = evaluate_predictions(cfg, y_test, pred, prob, test["quality"].to_numpy(),
+                                  n_boot, seed)
+    result.update(train_images=len(train), label_fraction=fraction, chosen_C=chosen,
+                  encoder=cfg.init)
+    write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _c_of(model) -> float | None:
+    if model is None:
+        return None
+    return float(model.C)

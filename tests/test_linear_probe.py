@@ -1,0 +1,53 @@
+"""linear_probe: BatchNorm re-estimation, C by cross-validation on train, the stage itself."""
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from comcl.common.params import Params
+from comcl.common.placement import Placement
+from comcl.diagnosis import linear_probe
+from conftest import deep_update
+
+
+def test_batchnorm_is_reestimated_to_the_mean_and_variance_over_all_images():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3), dtype=np.uint8)
+    linear_probe.reestimate_batchnorm(net, images, 8, Placement.resolve(torch.device("cpu")),
+                                      batch=3)
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        from comcl.imaging import augment
+        act = net[0](augment.plain(torch.from_numpy(images).permute(0, 3, 1, 2), 8))
+    assert not net.training
+    # cumulative average of per-batch means (batches of 3, 3, 3, 1) over 4 batches
+    means = torch.stack([act[i:i + 3].mean((0, 2, 3)) for i in range(0, 10, 3)]).mean(0)
+    assert torch.allclose(net[1].running_mean, means, atol=1e-5)
+    assert x.shape[0] == 10
+
+
+def test_logistic_regression_picks_c_by_cross_validation_and_separates_classes():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    x = rng.normal(size=(90, 5)) + 3 * np.eye(5)[y]
+    model = linear_probe.fit_logistic(x, y, [0.01, 1.0, 100.0], folds=3, seed=0)
+    assert model.C in (0.01, 1.0, 100.0)
+    assert (model.predict(x) == y).mean() > 0.95
+    prob = linear_probe.class_probabilities(model, x[:4], np.unique(y), 5)
+    assert prob.shape == (4, 5) and np.allclose(prob.sum(1), 1) and (prob[:, 3:] == 0).all()
+
+
+def test_linear_probe_stage_reports_test_metrics_per_quality(tiny_models, tmp_path):
+    base = json.loads(json.dumps(Params.load(tiny_models / "params.yaml").data))
+    params = Params(deep_update(base, {"linear_probe": {
+        "image_size": 32, "Cs": [0.1, 1.0], "cv_folds": 2, "label_fraction": 1.0,
+        "bootstrap": 20, "seed": 0}}))
+    out = tmp_path / "linear_probe.json"
+    res = linear_probe.run(params, tiny_models / "splits", tiny_models / "degraded",
+                           tiny_models / "encoder.pt", out, workers=1, progress=False)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    assert {"overall", "high_quality", "low_quality"} <= set(res)
+    assert res["overall"]["images"] == 20 and res["chosen_C"]["C"] in (0.1, 1.0)
+    assert -1 <= res["overall"]["kappa"] <= 1
