@@ -54,7 +54,8 @@ def test_a_change_to_the_lr_schedule_module_reruns_the_stages_that_import_it(pip
     finally:
         module.write_text(text)
     importers = {s for s in ("prepare", "degrade", "split", "train_detector", "detect",
-                             "crop_healthy", "build_patches", "pretrain", "finetune", "evaluate")
+                             "crop_healthy", "build_patches", "pretrain", "finetune", "linear_probe",
+                             "evaluate")
                  if "comcl/common/lr_schedule.py" in code_deps.closure(f"stages.{s}")}
     assert {"pretrain", "finetune"} <= importers
     assert set(status) == importers
@@ -81,7 +82,8 @@ def test_spl_ablation_reruns_pretrain_and_after_and_is_comparable(pipeline_clone
     shutil.copy(repo / "metrics" / "predictions.parquet", base)
     out = run_cmd(["dvc", "exp", "run", "-n", "no-spl", "-S", "spl.enabled=false"], cwd=repo).stdout
     stages = ran_stages(out)
-    assert stages == ["pretrain", "finetune", "evaluate"]
+    assert stages[0] == "pretrain" and stages[-1] == "evaluate"
+    assert sorted(stages) == ["evaluate", "finetune", "linear_probe", "pretrain"]
     diff = run_cmd(["dvc", "metrics", "diff", "--all", "--json"], cwd=repo).stdout
     show = run_cmd(["dvc", "exp", "show", "--json"], cwd=repo).stdout
     for part in ("overall", "high_quality", "low_quality"):

@@ -102,7 +102,7 @@ def test_smoke_preset_on_eyeq_and_idrid_fixtures_runs_to_evaluate(tmp_path):
                    "-S", f"data.idrid.root={FIXTURES / 'idrid'}"], cwd=repo)
     log = out.stdout + out.stderr
     for stage in ("prepare", "train_detector", "detect", "build_patches", "pretrain",
-                  "finetune", "evaluate"):
+                  "finetune", "linear_probe", "evaluate"):
         assert f"Running stage '{stage}'" in log
     pools = json.loads((repo / "metrics" / "pretrain.json").read_text())["pools"]
     assert pools["HL"] > 0 and pools["LL"] > 0, pools
