@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from comcl.common import checkpoint, distributed, manifest, paths
 from comcl.common.atomic import write_text
-from comcl.common.errors import DataError, ParamError
+from comcl.common.errors import ParamError
 from comcl.common.live_log import open_live
 from comcl.common.lr_schedule import lr_at
 from comcl.common.params import Params
@@ -30,6 +29,7 @@ from comcl.common.placement import Placement
 from comcl.common.seeding import rng_for
 from comcl.diagnosis import classifier
 from comcl.diagnosis.label_fraction import label_subset
+from comcl.diagnosis.training_set import TRAIN_SUBSETS, read_training
 from comcl.diagnosis.metrics import grading_metrics, multilabel_metrics
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
@@ -37,7 +37,6 @@ from comcl.imaging.inference import predict
 from comcl.pretraining import pixel_scale
 
 STAGE = "stages.finetune"
-TRAIN_SUBSETS = ("HL", "LL", "HH", "LH")
 
 
 @dataclass
@@ -82,13 +81,6 @@ def augment_config(modality: str, size: int) -> augment.AugmentConfig:
                                  grey_p=0.0)
 
 
-def read_training(splits: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    train = pd.concat([manifest.read(splits / f"{s}.parquet", splits=("train",))
-                       for s in TRAIN_SUBSETS], ignore_index=True)
-    val = manifest.read(splits / "val.parquet", splits=("val",))
-    if train.empty or val.empty:
-        raise DataError(f"{splits}: the {'training' if train.empty else 'validation'} split is empty")
-    return train.sort_values("image_id", kind="stable").reset_index(drop=True), val
 
 
 def score(cfg: classifier.ClassifierConfig, out: torch.Tensor, y: np.ndarray) -> dict:

@@ -32,9 +32,9 @@ from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
 from comcl.diagnosis import classifier
-from comcl.diagnosis.evaluate import evaluate_predictions
-from comcl.diagnosis.finetune import read_training
 from comcl.diagnosis.label_fraction import label_subset
+from comcl.diagnosis.per_quality import evaluate_predictions
+from comcl.diagnosis.training_set import read_training
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
 from comcl.imaging.inference import predict
