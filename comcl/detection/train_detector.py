@@ -155,6 +155,7 @@ def _train_loop(model, opt, images, targets, sampler, rng, schedule, live, progr
     """AdamW on lesion-centred crops with warmup + cosine; dvclive every 10 steps, and
     ``evaluate(step)`` every ``eval_every`` steps (0: never)."""
     steps, batch, crop, lr, eval_every = schedule
+    device = det.device_of(model)
     bar = tqdm(range(steps), desc="train_detector", unit="step", disable=not progress)
     for step in bar:
         for g in opt.param_groups:
@@ -163,7 +164,6 @@ def _train_loop(model, opt, images, targets, sampler, rng, schedule, live, progr
         for iid in sampler.images(rng, batch):
             iid, box = sampler.box(rng, iid)
             crops.append(crop_at(rng, images[iid], targets[iid], crop, box))
-        device = det.device_of(model)
         imgs = [im.to(device) for im, _ in crops]
         tgts = [{k: v.to(device) for k, v in t.items()} for _, t in crops]
         losses = model(imgs, tgts)
@@ -176,14 +176,18 @@ def _train_loop(model, opt, images, targets, sampler, rng, schedule, live, progr
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if live is not None and (step % 10 == 0 or step == steps - 1):
+        row = live is not None and (step % 10 == 0 or step == steps - 1)
+        due = evaluate is not None and eval_every and step and step % eval_every == 0
+        if live is not None and (row or due):
             live.step = step
+        if row:
             live.log_metric("train/loss", loss.item())
             for k, v in losses.items():
                 live.log_metric(f"train/{k}", v.item())
             live.log_metric("train/lr", opt.param_groups[0]["lr"])
-            if evaluate is not None and eval_every and step % eval_every == 0 and step:
-                evaluate(step)
+        if due:
+            evaluate(step)
+        if live is not None and (row or due):
             live.next_step()
 
 
@@ -246,7 +250,6 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     setup_threads()
     prepared = Path(prepared)
     info = manifest.read_info(prepared)
-    params.integer("detector.image_size", lo=64, hi=4096)
     cfg = det.DetectorConfig.from_params(params, info.get("aux_classes") or [])
     st = _settings(params)
     size = cfg.image_size
