@@ -84,7 +84,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         if (step + 1) % a.every == 0 or step + 1 == a.steps:
-            report(prober, model, step + 1, float(loss), t0)
+            report(prober, model, step + 1, float(loss.detach()), t0)
 
 
 def report(prober, model, step, loss, t0) -> None:
