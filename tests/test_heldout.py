@@ -89,7 +89,8 @@ def test_bn_recalibration_gives_the_mean_of_the_patches():
 
 def test_pretrain_reports_heldout_levels_probe_per_quality_and_pixel_scale(tmp_path,
                                                                            tiny_patches):
-    res = pretrain_in(tmp_path, tiny_patches)
+    res = pretrain_in(tmp_path, tiny_patches,
+                      {"pretrain": {"augment": {"crop_scale": [0.5, 1.0]}}})
     last = res["probe_last"]
     assert {"balanced_accuracy", "heldout"} <= set(last)
     for vals in last["heldout"].values():
