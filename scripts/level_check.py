@@ -27,6 +27,7 @@ from comcl.pretraining import contrastive, probe
 from comcl.pretraining.encoder import ContrastiveModel, build_backbone
 from comcl.pretraining.heldout import HeldOutObjective
 from comcl.pretraining.pool_sampler import POOL_IDS, BatchMaker, PoolSampler
+from comcl.pretraining.views import two_views
 
 MODES = {"ce": ("HL", "LL", "HH", "LH"), "l2": ("HL", "HH"), "l2l3": ("HL", "LL", "HH", "LH"),
          "comcl": ("HL", "LL", "HH", "LH")}
@@ -68,12 +69,8 @@ def main() -> None:
     report(prober, model, 0, float("nan"), t0)
     for step in range(a.steps):
         b = batches(step)
-        n = len(b.positions)
+        x = two_views(b.views, b.positions, len(b.positions), aug, a.seed, step, place)
         rows = torch.isin(b.pool, keep)
-        g1 = torch.Generator().manual_seed(a.seed * 1_000_003 + 2 * step)
-        g2 = torch.Generator().manual_seed(a.seed * 1_000_003 + 2 * step + 1)
-        x = torch.cat([augment.augment(b.views[:n], augment.sample_params(n, aug, g1), aug),
-                       augment.augment(b.views[n:], augment.sample_params(n, aug, g2), aug)])
         x, pool, inst = x[rows], b.pool[rows], b.instance[rows]
         if a.mode == "ce":
             loss = F.binary_cross_entropy_with_logits(head(model.backbone(x))[:, 0], lesion[pool])

@@ -124,7 +124,8 @@ def test_levels_and_spl_switch_the_logged_terms(tmp_path, tiny_patches):
 
 
 def test_spl_k_grows_over_training(tmp_path, tiny_patches):
-    pretrain_in(tmp_path, tiny_patches, {"spl": {"enabled": True, "min_fraction": 0.0, "ramp_fraction": 1.0}})
+    pretrain_in(tmp_path, tiny_patches,
+                {"spl": {"enabled": True, "min_fraction": 0.0, "ramp_fraction": 1.0}})
     plots = tmp_path / "live" / "plots" / "metrics" / "spl"
     k = np.loadtxt(plots / "k_l1.tsv", skiprows=1, usecols=1)
     n = np.loadtxt(plots / "negatives_l1.tsv", skiprows=1, usecols=1)
