@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from comcl.common.errors import ParamError
+from comcl.common.lr_schedule import SCHEDULES
 from comcl.common.params import Params
 from comcl.imaging.augment import AugmentConfig
 from comcl.pretraining import contrastive
@@ -41,6 +42,7 @@ class PretrainConfig:
     spl_order: str = "easy_first"
     spl_ramp_fraction: float = 1.0
     augment: dict = field(default_factory=dict)
+    lr_schedule: str = "cosine"
 
     @classmethod
     def from_params(cls, p: Params) -> "PretrainConfig":
@@ -77,6 +79,7 @@ class PretrainConfig:
             spl_order=p.choice("spl.order", contrastive.SPL_ORDERS),
             spl_ramp_fraction=p.number("spl.ramp_fraction", 0.0, 1.0, lo_open=True),
             augment=_augment_params(p),
+            lr_schedule=p.choice("pretrain.lr_schedule", SCHEDULES, default="cosine"),
         )
 
     def augment_config(self) -> AugmentConfig:

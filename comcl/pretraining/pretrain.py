@@ -6,7 +6,7 @@ Variants by params alone (``pretrain.method``): ``comcl`` (levels L1-L3 switchab
 (no pretraining: the downstream model starts from random weights). The loop knows no
 method: it calls the objective (``comcl.pretraining.objectives``).
 
-Adam with linear warmup and cosine decay, ``pretrain.epochs`` x ``pretrain.steps_per_epoch``
+Adam with linear warmup and cosine decay (``pretrain.lr_schedule: constant``: none), ``pretrain.epochs`` x ``pretrain.steps_per_epoch``
 steps (null: one pass over the largest pool). ``pretrain.precision`` / ``channels_last``
 (``comcl.common.placement``): bf16 + channels_last on CUDA and fp32 on the CPU by
 default, either on both. Under ``torchrun`` it trains with DDP (NCCL or gloo), logging
@@ -125,7 +125,8 @@ class _Run:
 
     def step(self, step: int) -> tuple[float, dict]:
         for g in self.opt.param_groups:
-            g["lr"] = lr_at(step, self.total, self.cfg.lr, self.warmup)
+            g["lr"] = lr_at(step, self.total, self.cfg.lr, self.warmup,
+                            self.cfg.lr_schedule)
         batch = self.batches(step)
         n_global = len(batch.positions) * self.info.world
         x = two_views(batch.views, batch.positions, n_global, self.aug, self.cfg.seed, step,
