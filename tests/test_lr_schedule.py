@@ -1,9 +1,16 @@
-"""The learning-rate schedule: linear warmup, then cosine decay to 0 or a constant rate."""
+"""The learning-rate schedule: linear warmup, then cosine decay to 0 or a constant rate; the
+pretrain stage's ``pretrain.lr_schedule`` choice."""
+import copy
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
+from comcl.common.errors import ParamError
 from comcl.common.lr_schedule import lr_at
+from comcl.common.params import Params
+from comcl.pretraining.config import PretrainConfig
 
 
 def test_warmup_is_linear_and_then_cosine_decays_to_zero():
@@ -17,3 +24,17 @@ def test_warmup_is_linear_and_then_cosine_decays_to_zero():
 def test_constant_schedule_keeps_the_base_rate_after_the_warmup():
     assert [lr_at(s, 10, 2e-3, 2, "constant") for s in range(5)] == [1e-3, 2e-3, 2e-3, 2e-3, 2e-3]
     assert lr_at(9, 10, 2e-3, 0, "constant") == 2e-3
+
+
+def _pretrain_params(**pretrain) -> Params:
+    raw = copy.deepcopy(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
+    raw["pretrain"].update(pretrain)
+    return Params(raw)
+
+
+def test_pretrain_lr_schedule_is_read_and_a_bad_value_names_the_key():
+    for schedule in ("cosine", "constant"):
+        cfg = PretrainConfig.from_params(_pretrain_params(lr_schedule=schedule))
+        assert cfg.lr_schedule == schedule
+    with pytest.raises(ParamError, match=r"pretrain.lr_schedule.*cosine, constant"):
+        PretrainConfig.from_params(_pretrain_params(lr_schedule="step"))
