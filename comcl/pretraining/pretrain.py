@@ -6,8 +6,9 @@ Variants by params alone (``pretrain.method``): ``comcl`` (levels L1-L3 switchab
 (no pretraining: the downstream model starts from random weights). The loop knows no
 method: it calls the objective (``comcl.pretraining.objectives``).
 
-Adam with linear warmup and cosine decay (``pretrain.lr_schedule: constant``: none), ``pretrain.epochs`` x ``pretrain.steps_per_epoch``
-steps (null: one pass over the largest pool). ``pretrain.precision`` / ``channels_last``
+Adam with linear warmup, then cosine decay or (``pretrain.lr_schedule: constant``, the
+default) the base rate, ``pretrain.epochs`` x ``pretrain.steps_per_epoch`` steps (null: one
+pass over the largest pool). ``pretrain.precision`` / ``channels_last``
 (``comcl.common.placement``): bf16 + channels_last on CUDA and fp32 on the CPU by
 default, either on both. Under ``torchrun`` it trains with DDP (NCCL or gloo), logging
 and writing on rank 0. Checkpoints every ``pretrain.ckpt_every`` epochs to
