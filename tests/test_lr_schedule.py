@@ -1,11 +1,9 @@
 """The learning-rate schedule: linear warmup, then cosine decay to 0 or a constant rate; the
 pretrain stage's ``pretrain.lr_schedule`` choice."""
-import copy
 import math
-from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_params
 
 from comcl.common.errors import ParamError
 from comcl.common.lr_schedule import lr_at
@@ -26,15 +24,13 @@ def test_constant_schedule_keeps_the_base_rate_after_the_warmup():
     assert lr_at(9, 10, 2e-3, 0, "constant") == 2e-3
 
 
-def _pretrain_params(**pretrain) -> Params:
-    raw = copy.deepcopy(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
-    raw["pretrain"].update(pretrain)
-    return Params(raw)
+def _config(tmp_path, schedule: str) -> PretrainConfig:
+    path = write_params(tmp_path / "params.yaml", {"pretrain": {"lr_schedule": schedule}})
+    return PretrainConfig.from_params(Params.load(path))
 
 
-def test_pretrain_lr_schedule_is_read_and_a_bad_value_names_the_key():
+def test_pretrain_lr_schedule_is_read_and_a_bad_value_names_the_key(tmp_path):
     for schedule in ("cosine", "constant"):
-        cfg = PretrainConfig.from_params(_pretrain_params(lr_schedule=schedule))
-        assert cfg.lr_schedule == schedule
+        assert _config(tmp_path, schedule).lr_schedule == schedule
     with pytest.raises(ParamError, match=r"pretrain.lr_schedule.*cosine, constant"):
-        PretrainConfig.from_params(_pretrain_params(lr_schedule="step"))
+        _config(tmp_path, "step")
