@@ -1,5 +1,6 @@
 """The detector's optional stride-4 level, anchor groups per level, the ResNet-18 FPN of the
 real-fundus recipe and its local-contrast input."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -69,3 +70,19 @@ def test_local_contrast_removes_illumination_keeps_a_dot_and_greys_outside_the_f
     assert plain.shape == (64, 64, 3)
     with pytest.raises(ParamError, match="detector.preprocess"):
         _cfg(preprocess="clahe")
+
+
+def test_local_contrast_leaves_no_halo_at_the_fov_edge():
+    """A uniform retina inside a black surround: with the FOV mask, the normalised blur
+    gives grey (no edge) right up to the FOV border; a plain blur would make a bright ring."""
+    size = 240
+    cfg = _cfg(preprocess="local_contrast", image_size=size)
+    yy, xx = np.mgrid[:size, :size]
+    fov = (yy - 120) ** 2 + (xx - 120) ** 2 < 110 ** 2
+    image = np.where(fov[..., None], np.uint8(150), np.uint8(0)).repeat(3, 2)
+    out = det.prepare_input(image, cfg, fov)
+    assert np.abs(out[fov].astype(int) - 128).max() <= 1
+    plain = np.clip(4.0 * (image.astype(np.float32) - cv2.GaussianBlur(
+        image.astype(np.float32), (0, 0), sigmaX=size / 60)) + 128, 0, 255)
+    ring = fov & ((yy - 120) ** 2 + (xx - 120) ** 2 > 105 ** 2)
+    assert plain[ring].max() > 200                   # what the halo was

@@ -6,7 +6,9 @@ macula and fovea; arteries and veins branching from the disc in two temporal arc
 two nasal trunks; and lesions of the four IDRiD classes at random plausible positions,
 each painted into a per-pixel bit mask (``comcl.imaging.lesion_classes``):
 
-- MA, microaneurysms: tiny dark-red dots (radius 1-2 px at 512 px);
+- MA, microaneurysms: small dark-red dots (radius 1.8-3 px at 512 px: 1-1.6 px at the
+  272 px finetune; at 1-2 px they fell below a pixel there and grade 1 was never
+  recalled, docs/results.md);
 - HE, haemorrhages: dark-red blots, unions of 1-3 small ellipses (3.5-8 px semi-axes);
 - EX, hard exudates: clusters of 3-12 small bright-yellow specks;
 - SE, soft exudates (cotton-wool spots): pale, fuzzy, low-contrast patches.
@@ -236,7 +238,7 @@ def _draw_ma(rng, canvas, n, geo) -> None:
     cx, cy, R, od, fovea, s = geo
     for _ in range(n):
         x, y = _lesion_position(rng, cx, cy, R, od, fovea, False)
-        r = rng.uniform(1.0, 2.0) * s
+        r = rng.uniform(1.8, 3.0) * s
         sl, ox, oy = canvas.window(x, y, r + 2)
         canvas.blend(sl, _soft_disc(np.sqrt(ox * ox + oy * oy), r, 0.8 * s),
                      (0.40, 0.05, 0.04), rng.uniform(0.45, 0.75), class_bit("MA"))
