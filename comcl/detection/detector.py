@@ -22,8 +22,8 @@ every level).
 Gaussian blur (sigma = working size / 60; Graham's Kaggle preprocessing), which removes
 the slow illumination gradients of real photographs and leaves lesions' local contrast;
 zero (grey 128) outside the field of view. Given the FOV mask, the blur is a normalised
-convolution over FOV pixels only, so the FOV edge gets no halo. ``detector.prepare_input`` applies it, the same
-in training and in ``detect``.
+convolution over FOV pixels only, so the FOV edge gets no halo. ``detector.prepare_input``
+applies it, the same in training and in ``detect``.
 """
 from __future__ import annotations
 
@@ -200,24 +200,25 @@ def prepare_input(image: np.ndarray, cfg: DetectorConfig,
     img = image.astype(np.float32)
     sigma = CONTRAST_SIGMA * size
     if fov is None:
-        blur = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)
-    else:
-        if fov.shape[:2] != (size, size):
-            fov = cv2.resize(fov.astype(np.uint8), (size, size),
-                             interpolation=cv2.INTER_NEAREST)
-        inside = (fov > 0).astype(np.float32)
-        # Normalised convolution: the blur averages field-of-view pixels only, so the black
-        # background does not darken it near the FOV edge (a bright halo that drew boxes).
-        weight = cv2.GaussianBlur(inside, (0, 0), sigmaX=sigma)
-        blur = cv2.GaussianBlur(img * inside[..., None], (0, 0), sigmaX=sigma)
-        blur /= np.maximum(weight, 1e-3)[..., None]
-    out = np.clip(4.0 * (img - blur) + 128.0, 0, 255).astype(np.uint8)
-    if fov is not None:
-        # a 1-2 px margin inside the FOV edge, where resizing mixes in the background
-        inner = cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8),
-                          iterations=max(1, size // 768)) > 0
-        out[~inner] = 128
+        return _stretch(img, cv2.GaussianBlur(img, (0, 0), sigmaX=sigma))
+    if fov.shape[:2] != (size, size):
+        fov = cv2.resize(fov.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    inside = (fov > 0).astype(np.float32)
+    # Normalised convolution: the blur averages field-of-view pixels only, so the black
+    # background does not darken it near the FOV edge (a bright halo that drew boxes).
+    weight = cv2.GaussianBlur(inside, (0, 0), sigmaX=sigma)
+    blur = cv2.GaussianBlur(img * inside[..., None], (0, 0), sigmaX=sigma)
+    out = _stretch(img, blur / np.maximum(weight, 1e-3)[..., None])
+    # a 1-2 px margin inside the FOV edge, where resizing mixes in the background
+    inner = cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8),
+                      iterations=max(1, size // 768)) > 0
+    out[~inner] = 128
     return out
+
+
+def _stretch(img: np.ndarray, blur: np.ndarray) -> np.ndarray:
+    """The local contrast, x4 around grey 128, as uint8."""
+    return np.clip(4.0 * (img - blur) + 128.0, 0, 255).astype(np.uint8)
 
 
 def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
