@@ -20,6 +20,22 @@ def test_mse_regression_rounds_at_k_minus_half():
     assert value[:, 0].tolist() == pytest.approx(out[:, 0].tolist())
 
 
+def test_balanced_class_weights_equal_sklearn_and_weight_the_loss():
+    from sklearn.utils.class_weight import compute_class_weight
+    y = np.array([0] * 6 + [1] * 1 + [2] * 3 + [4] * 2)   # grade 3 absent
+    w = classifier.class_weights(y, 5, "balanced")
+    ref = compute_class_weight("balanced", classes=np.array([0, 1, 2, 4]), y=y)
+    assert w[[0, 1, 2, 4]].tolist() == pytest.approx(ref.tolist()) and w[3] == 0
+    assert classifier.class_weights(y, 5, "none") is None
+    cfg = classifier.ClassifierConfig("resnet18", "grading", list("01234"), "ce", 32, "none")
+    torch.manual_seed(0)
+    out, yt = torch.randn(12, 5), torch.from_numpy(y)
+    naive = sum(w[k] * -torch.log_softmax(out, 1)[i, k] for i, k in enumerate(y)) / w[y].sum()
+    assert float(classifier.loss_fn(cfg, w)(out, yt)) == pytest.approx(float(naive), rel=1e-5)
+    assert float(classifier.loss_fn(cfg)(out, yt)) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(out, yt)), rel=1e-6)
+
+
 def test_finetune_starts_from_the_pretrained_encoder(tiny_models):
     from comcl.pretraining.encoder import load_encoder
     enc = load_encoder(tiny_models / "encoder.pt")["state_dict"]

@@ -19,6 +19,7 @@ from comcl.common.errors import DataError
 from comcl.pretraining.encoder import build_backbone, load_encoder
 
 LOSSES = ("ce", "mse")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass
@@ -63,12 +64,30 @@ def from_encoder(encoder_path: str | Path, task: str, classes: list[str], loss: 
     return model
 
 
-def loss_fn(cfg: ClassifierConfig):
+def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | None:
+    """Cross-entropy class weights from the training labels: ``none``, or ``balanced``
+    (scikit-learn's rule, n / (K n_k); a class absent from training gets weight 0).
+    With ``none`` the 5-way softmax on the synthetic default never predicts grade 1
+    (microaneurysms only): it is the rarest non-zero grade and looks almost like grade 0."""
+    if mode not in CLASS_WEIGHTS:
+        raise ValueError(f"class weights must be one of {CLASS_WEIGHTS}, got {mode!r}")
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(y, np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def loss_fn(cfg: ClassifierConfig, weight: torch.Tensor | None = None):
+    """The task's loss; ``weight`` (per class, grading with ``ce`` only) from ``class_weights``."""
     if cfg.task == "multilabel":
         return lambda out, y: nn.functional.binary_cross_entropy_with_logits(out.float(), y.float())
     if cfg.loss == "mse":
         return lambda out, y: nn.functional.mse_loss(out.float().squeeze(1), y.float())
-    return lambda out, y: nn.functional.cross_entropy(out.float(), y.long())
+    return lambda out, y: nn.functional.cross_entropy(
+        out.float(), y.long(), weight=None if weight is None else weight.to(out.device))
 
 
 def decode(cfg: ClassifierConfig, out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -51,6 +51,7 @@ class FinetuneConfig:
     seed: int
     scale_mismatch: str = "warn"
     label_fraction: float = 1.0
+    class_weights: str = "none"
 
     @classmethod
     def from_params(cls, p: Params) -> "FinetuneConfig":
@@ -64,7 +65,9 @@ class FinetuneConfig:
                    seed=p.integer("finetune.seed"),
                    scale_mismatch=p.choice("finetune.scale_mismatch", pixel_scale.MODES),
                    label_fraction=p.number("finetune.label_fraction", 0.0, 1.0, lo_open=True,
-                                           default=1.0))
+                                           default=1.0),
+                   class_weights=p.choice("finetune.class_weights", classifier.CLASS_WEIGHTS,
+                                          default="none"))
 
 
 def augment_config(modality: str, size: int) -> augment.AugmentConfig:
@@ -157,7 +160,13 @@ class _Finetune:
         self.model, self.net = place.model(model, info)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                     weight_decay=cfg.weight_decay)
-        self.criterion = classifier.loss_fn(self.mcfg)
+        weight = None
+        if self.mcfg.task == "grading" and self.mcfg.loss == "ce":
+            weight = classifier.class_weights(y_train, len(self.mcfg.classes), cfg.class_weights)
+        elif cfg.class_weights != "none":
+            raise ParamError("finetune.class_weights", f"= {cfg.class_weights} applies to "
+                                                       "grading with finetune.loss: ce only")
+        self.criterion = classifier.loss_fn(self.mcfg, weight)
         self.best = {"kappa": -2.0, "epoch": 0, "state": None}
         self.history: list = []
         self.t0, self.seen = time.perf_counter(), 0

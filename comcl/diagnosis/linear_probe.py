@@ -7,7 +7,8 @@ features of the training and test images at ``linear_probe.image_size`` are stan
 (on train) and a logistic regression is fitted on the training images, its inverse
 regularisation C chosen from ``linear_probe.Cs`` by stratified ``linear_probe.cv_folds``-fold
 cross-validation (log loss) on the training images only (never on validation or test images);
-multi-label data: one such regression per label. ``linear_probe.label_fraction`` probes
+multi-label data: one such regression per label. ``linear_probe.class_weights``
+(``none`` | ``balanced``) as ``finetune.class_weights``. ``linear_probe.label_fraction`` probes
 with a stratified fraction of the training images (``comcl.diagnosis.label_fraction``).
 Test metrics overall and per quality with bootstrap intervals, as ``evaluate`` writes them,
 in ``metrics/linear_probe.json``.
@@ -57,10 +58,11 @@ def reestimate_batchnorm(backbone: nn.Module, images: np.ndarray, size: int,
     backbone.eval()
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed: int):
+def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed: int,
+                 class_weight: str | None = None):
     """A logistic regression with C chosen by stratified cross-validation on (x, y); a
     fixed C (the middle of ``cs``) when some class has fewer than 2 images (no fold can
-    hold it out)."""
+    hold it out). ``class_weight``: None or ``"balanced"`` (scikit-learn's)."""
     counts = np.unique(y, return_counts=True)[1]
     k = int(min(folds, counts.min())) if len(counts) > 1 else 0
     with warnings.catch_warnings():
@@ -69,9 +71,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed
             return None
         if k < 2:
             middle = float(sorted(cs)[len(cs) // 2])
-            return LogisticRegression(C=middle, max_iter=2000).fit(x, y)
+            return LogisticRegression(C=middle, max_iter=2000,
+                                      class_weight=class_weight).fit(x, y)
         cv = StratifiedKFold(k, shuffle=True, random_state=seed)
-        search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": list(cs)}, cv=cv,
+        search = GridSearchCV(LogisticRegression(max_iter=2000, class_weight=class_weight),
+                              {"C": list(cs)}, cv=cv,
                               scoring="neg_log_loss").fit(x, y)
         return search.best_estimator_
 
@@ -94,6 +98,9 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     fraction = params.number("linear_probe.label_fraction", 0.0, 1.0, lo_open=True)
     n_boot = params.integer("linear_probe.bootstrap", lo=0)
     seed = params.integer("linear_probe.seed")
+    weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
+                            default="none")
+    class_weight = None if weights == "none" else weights
     if not cs:
         raise params.error("linear_probe.Cs", "must list at least one value")
     setup_threads()
@@ -122,12 +129,12 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     if cfg.task == "multilabel":
         prob = np.zeros((len(test), len(cfg.classes)))
         for j, name in enumerate(cfg.classes):
-            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed)
+            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed, class_weight)
             prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
             chosen[name] = _c_of(lr)
         pred = (prob > 0.5).astype(int)
     else:
-        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed)
+        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed, class_weight)
         prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
         pred = prob.argmax(1)
         chosen["C"] = _c_of(lr)
