@@ -36,6 +36,20 @@ def test_balanced_class_weights_equal_sklearn_and_weight_the_loss():
         float(torch.nn.functional.cross_entropy(out, yt)), rel=1e-6)
 
 
+def test_balanced_positive_weights_weight_each_labels_positives_like_its_negatives():
+    y = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 0]], np.float32)  # label 1: no positive
+    w = classifier.positive_weights(y, "balanced")
+    assert w.tolist() == pytest.approx([3.0, 1.0, 1.0])
+    assert classifier.positive_weights(y, "none") is None
+    cfg = classifier.ClassifierConfig("resnet18", "multilabel", list("abc"), "bce", 32, "none")
+    torch.manual_seed(0)
+    out, yt = torch.randn(4, 3), torch.from_numpy(y)
+    ls = torch.nn.functional.logsigmoid
+    naive = -sum(w[j] * yt[i, j] * ls(out[i, j]) + (1 - yt[i, j]) * ls(-out[i, j])
+                 for i in range(4) for j in range(3)) / 12
+    assert float(classifier.loss_fn(cfg, w)(out, yt)) == pytest.approx(float(naive), rel=1e-5)
+
+
 def test_finetune_starts_from_the_pretrained_encoder(tiny_models):
     from comcl.pretraining.encoder import load_encoder
     enc = load_encoder(tiny_models / "encoder.pt")["state_dict"]

@@ -80,10 +80,29 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> torch.Tensor | No
     return torch.tensor(w, dtype=torch.float32)
 
 
+def positive_weights(y: np.ndarray, mode: str) -> torch.Tensor | None:
+    """Multi-label BCE ``pos_weight`` per label from the training labels: ``none``, or
+    ``balanced`` (n_negative / n_positive, so that each label's positives and negatives weigh
+    the same in the loss; a label with no positive or no negative in training gets 1)."""
+    if mode not in CLASS_WEIGHTS:
+        raise ValueError(f"class weights must be one of {CLASS_WEIGHTS}, got {mode!r}")
+    if mode == "none":
+        return None
+    y = np.asarray(y, np.float64)
+    pos = y.sum(axis=0)
+    neg = len(y) - pos
+    w = np.ones(y.shape[1])
+    both = (pos > 0) & (neg > 0)
+    w[both] = neg[both] / pos[both]
+    return torch.tensor(w, dtype=torch.float32)
+
+
 def loss_fn(cfg: ClassifierConfig, weight: torch.Tensor | None = None):
-    """The task's loss; ``weight`` (per class, grading with ``ce`` only) from ``class_weights``."""
+    """The task's loss; ``weight``: per class for grading with ``ce`` (``class_weights``), per
+    label ``pos_weight`` for multi-label BCE (``positive_weights``)."""
     if cfg.task == "multilabel":
-        return lambda out, y: nn.functional.binary_cross_entropy_with_logits(out.float(), y.float())
+        return lambda out, y: nn.functional.binary_cross_entropy_with_logits(
+            out.float(), y.float(), pos_weight=None if weight is None else weight.to(out.device))
     if cfg.loss == "mse":
         return lambda out, y: nn.functional.mse_loss(out.float().squeeze(1), y.float())
     return lambda out, y: nn.functional.cross_entropy(

@@ -161,11 +161,14 @@ class _Finetune:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                     weight_decay=cfg.weight_decay)
         weight = None
-        if self.mcfg.task == "grading" and self.mcfg.loss == "ce":
+        if self.mcfg.task == "multilabel":
+            weight = classifier.positive_weights(y_train, cfg.class_weights)
+        elif self.mcfg.loss == "ce":
             weight = classifier.class_weights(y_train, len(self.mcfg.classes), cfg.class_weights)
         elif cfg.class_weights != "none":
             raise ParamError("finetune.class_weights", f"= {cfg.class_weights} applies to "
-                                                       "grading with finetune.loss: ce only")
+                                                       "finetune.loss: ce or multi-label data, not "
+                                                       f"{self.mcfg.loss}")
         self.criterion = classifier.loss_fn(self.mcfg, weight)
         self.best = {"kappa": -2.0, "epoch": 0, "state": None}
         self.history: list = []
