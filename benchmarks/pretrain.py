@@ -1,7 +1,8 @@
 """Pretraining throughput: a full CoMCL step with real loading vs the same on resident tensors.
 
 "real": draw the four-pool batch from the memory-mapped patch store, degrade the quality
-views, copy to the device (pinned, non-blocking on CUDA), augment on the device, forward,
+views (threads, one step ahead, as the stage does), copy to the device (pinned,
+non-blocking on CUDA), augment on the device, forward,
 the three-level SPL loss, backward, Adam step. "resident": the same forward/loss/backward/
 step on a batch already augmented and on the device. The ratio real/resident says how much
 of the step the loader and augmentation cost (1.0 = they are free). Both measured in one
@@ -29,7 +30,7 @@ from comcl.imaging import augment  # noqa: E402
 from comcl.pretraining import contrastive  # noqa: E402
 from comcl.pretraining.encoder import ContrastiveModel, build_backbone  # noqa: E402
 from comcl.pretraining.objectives import LevelObjective, StepMeta  # noqa: E402
-from comcl.pretraining.pool_sampler import BatchMaker, PoolSampler  # noqa: E402
+from comcl.pretraining.pool_sampler import BatchMaker, OneAhead, PoolSampler  # noqa: E402
 from comcl.pretraining.views import two_views  # noqa: E402
 
 
@@ -79,8 +80,10 @@ def main() -> None:
         loss.backward()
         opt.step()
 
+    ahead = OneAhead(batches, args.steps + 1)
+
     def batch(step):
-        b = batches(step)
+        b = ahead(step)
         x = two_views(b.views, b.positions, len(b.positions), aug, 0, step, place)
         return x, StepMeta(b.pool.to(place.device), b.instance.to(place.device), 1, 2)
 

@@ -12,7 +12,9 @@ from comcl.common.params import Params
 from comcl.detection import patch_store
 from comcl.imaging import augment
 from comcl.pretraining.encoder import load_encoder
-from comcl.pretraining.pool_sampler import POOL_IDS, BatchMaker, PoolSampler, degrade_patch
+from comcl.pretraining import pool_sampler
+from comcl.pretraining.pool_sampler import (POOL_IDS, BatchMaker, OneAhead, PoolSampler,
+                                             degrade_patch)
 from comcl.pretraining.pretrain import run
 
 FAST = {}  # conftest.TINY already holds tiny pretraining settings
@@ -62,6 +64,24 @@ def test_second_view_is_degraded_only_when_flagged(tiny_patches):
     assert torch.equal(ranks[0].instance, ranks[1].instance)
     want = np.concatenate([np.concatenate([r.positions] * 2) for r in ranks])
     assert torch.equal(ranks[0].instance, torch.from_numpy(want))
+
+
+def test_threaded_quality_views_and_one_ahead_batches_equal_the_plain_ones(tiny_patches):
+    from comcl.common.seeding import rng_for
+    arr, index = patch_store.load(tiny_patches / "store")
+    make = BatchMaker(arr, PoolSampler(index, 4, seed=0), 1.0, 0, "fundus", 128)
+    for step in range(2):
+        b = make(step)
+        n = len(b.positions)
+        for j, pos in enumerate(b.positions):   # one patch after the other, by hand
+            first = b.views[j].permute(1, 2, 0).numpy()
+            want = (degrade_patch(first, rng_for(0, "degrade-view", step, int(pos)), "fundus",
+                                  128) if int(b.pool[j]) in pool_sampler.HIGH_QUALITY_POOLS
+                    else first)
+            assert np.array_equal(b.views[n + j].permute(1, 2, 0).numpy(), want)
+    ahead = OneAhead(make, total=5)
+    got = [ahead(s).views for s in (0, 1, 2, 4, 0)]   # in order, then a jump, then back
+    assert all(torch.equal(g, make(s).views) for g, s in zip(got, (0, 1, 2, 4, 0)))
 
 
 def test_degrade_patch_is_seeded_and_keeps_the_shape():

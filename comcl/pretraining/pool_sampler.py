@@ -12,10 +12,17 @@ probability ``quality_view_p``, the patch degraded by the same model as ``degrad
 of the dataset's size so that blur, spots and illumination have their real scale.
 Low-quality patches are not degraded a second time: a twice-degraded lesion can vanish,
 leaving a "positive" pair with no lesion evidence in common.
+
+The quality views are degraded by a pool of threads (OpenCV releases the GIL), each patch
+with its own generator keyed by (seed, step, position), so the batch does not depend on
+the number of threads. Measured on an H200 at the paper's batch, degrading them one after
+the other took twice the GPU step (docs/benchmark.md).
 """
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +34,16 @@ from comcl.data import degradation_fundus
 
 POOL_IDS = {"HL": 0, "LL": 1, "HH": 2, "LH": 3}
 HIGH_QUALITY_POOLS = (POOL_IDS["HL"], POOL_IDS["HH"])
+_THREADS: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's thread pool for quality views (one thread per core, made once)."""
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                      thread_name_prefix="quality-view")
+    return _THREADS
 
 
 def degrade_patch(patch: np.ndarray, rng: np.random.Generator, modality: str,
@@ -141,11 +158,16 @@ class BatchMaker:
         positions = self.sampler.local_positions(pools, self.rank, self.world)
         patches = np.ascontiguousarray(self.store[idx[positions]])  # (n, S, S, C) uint8
         second = patches.copy()
-        for j, pos in enumerate(positions):
-            if flags[pos]:
-                rng = rng_for(self.seed, "degrade-view", step, int(pos))
-                second[j] = degrade_patch(patches[j], rng, self.modality, self.image_size,
-                                          self.view_severity())
+        severity = self.view_severity()
+
+        def degraded(j: int) -> np.ndarray:
+            rng = rng_for(self.seed, "degrade-view", step, int(positions[j]))
+            return degrade_patch(patches[j], rng, self.modality, self.image_size, severity)
+
+        jobs = [j for j, pos in enumerate(positions) if flags[pos]]
+        for j, out in zip(jobs, _threads().map(degraded, jobs) if len(jobs) > 1
+                          else map(degraded, jobs)):
+            second[j] = out
         views = torch.from_numpy(np.concatenate([patches, second])).permute(0, 3, 1, 2)
         pool_parts, inst_parts = [], []
         for rank in range(self.world):
@@ -155,3 +177,21 @@ class BatchMaker:
         return Batch(views.contiguous(), positions,
                      torch.from_numpy(np.concatenate(pool_parts)),
                      torch.from_numpy(np.concatenate(inst_parts)))
+
+
+class OneAhead:
+    """``make(step)`` one step ahead: returns the step's batch and starts the next one's in
+    a thread, so the loader works while the device trains. A batch is a pure function of
+    its step, so this changes no number; a step out of sequence is made on the spot."""
+
+    def __init__(self, make, total: int):
+        self.make, self.total = make, total
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-batch")
+        self.next = None   # (step, future)
+
+    def __call__(self, step: int):
+        ahead, self.next = self.next, None
+        batch = ahead[1].result() if ahead and ahead[0] == step else self.make(step)
+        if step + 1 < self.total:
+            self.next = (step + 1, self.thread.submit(self.make, step + 1))
+        return batch

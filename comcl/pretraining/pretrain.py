@@ -42,7 +42,7 @@ from comcl.pretraining import objectives, pixel_scale, probe
 from comcl.pretraining.heldout import HeldOutObjective
 from comcl.pretraining.config import PretrainConfig
 from comcl.pretraining.encoder import ContrastiveModel, build_backbone, save_encoder
-from comcl.pretraining.pool_sampler import BatchMaker, PoolSampler
+from comcl.pretraining.pool_sampler import BatchMaker, OneAhead, PoolSampler
 from comcl.pretraining.pretrain_log import log_probe, log_step
 from comcl.pretraining.views import two_views
 
@@ -118,6 +118,7 @@ class _Run:
                                                    self.aug.scale)
         self.history: dict = {"loss": [], "probe": []}
         self.seen, self.t0 = 0, time.perf_counter()
+        self.ahead = OneAhead(self.batches, self.total)
         held = HeldOutObjective.from_store(
             self.index, self.held_out, per_pool=max(cfg.per_pool, HELD_OUT_PER_POOL),
             template=self.batches, aug=self.aug, place=place, temperature=cfg.temperature)
@@ -128,7 +129,7 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(step, self.total, self.cfg.lr, self.warmup,
                             self.cfg.lr_schedule)
-        batch = self.batches(step)
+        batch = self.ahead(step)
         n_global = len(batch.positions) * self.info.world
         x = two_views(batch.views, batch.positions, n_global, self.aug, self.cfg.seed, step,
                       self.place)
