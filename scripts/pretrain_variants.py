@@ -4,7 +4,7 @@
 [--device auto|cpu] VARIANT ...`` where a VARIANT is ``name`` (the params as they are) or
 ``name:key=value;key=value`` (dotted keys, values in YAML: ``spl.enabled=false``,
 ``pretrain.epochs=20``). Each variant writes its params copy, encoder, metrics, log and
-dvclive-free curves under ``DIR/name/``; ``DIR/table.md`` gets one row per variant: steps,
+every probe of the run (``probes.json``, no dvclive needed) under ``DIR/name/``; ``DIR/table.md`` gets one row per variant: steps,
 seconds, the held-out loss / chance per level and the kNN probes at the last probe
 (docs/pretraining.md explains them). Nothing in the repository's outputs is touched. Runs
 ``--parallel`` variants at once (on a GPU machine; keep 1 on two cores).
@@ -69,8 +69,10 @@ def row(name: str, folder: Path, seconds: float) -> str:
 @click.option("--dataset-info", default="data/degraded/dataset.json", show_default=True)
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 32))
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu"]))
-def main(variants, out, params_path, store, dataset_info, parallel, device):
-    base = yaml.safe_load(Path(params_path).read_text())
+@click.option("--set", "common", default="", help="key=value;... applied to every variant "
+              "first (e.g. pretrain.precision=fp32 to compare GPU runs with CPU ones).")
+def main(variants, out, params_path, store, dataset_info, parallel, device, common):
+    base = with_overrides(yaml.safe_load(Path(params_path).read_text()), parse(":" + common)[1])
     out = Path(out)
     jobs = [parse(v) for v in variants]
 
@@ -89,6 +91,13 @@ def main(variants, out, params_path, store, dataset_info, parallel, device):
                  "--checkpoints", str(folder / "ckpt"), "--live-dir", "", "--device", device],
                 stdout=log, stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - t0
+        ckpt = folder / "ckpt" / "last.pt"
+        if ckpt.exists():   # every probe of the run (the curve), from the last checkpoint
+            import torch
+            history = json.loads(torch.load(ckpt, map_location="cpu",
+                                            weights_only=True)["history"])
+            (folder / "probes.json").write_text(json.dumps(history["probe"], indent=1) + "\n")
+            ckpt.unlink()
         if rc:
             return f"| {name} | failed (exit {rc}, {folder / 'log.txt'}) |"
         return row(name, folder, seconds)

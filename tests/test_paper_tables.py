@@ -78,3 +78,18 @@ def test_probe_column_reads_pretrain_metrics():
     probes = paper_tables.collect(show, "metrics/pretrain.json")
     out = paper_tables.render({}, probes)
     assert "| CoMCL w/o SPL | n/a | n/a | n/a | 0.610 -> 0.680 | 0.868 | 0.860 |" in out
+
+
+def test_seeds_are_a_grid_axis_and_render_gives_mean_and_sd_per_cell():
+    grid = paper_tables.grid(seeds=3)
+    assert len(grid) == 39
+    assert grid["t2-no-spl-s2"]["spl.enabled"] == "false"
+    assert grid["t2-no-spl-s2"]["pretrain.seed"] == grid["t2-no-spl-s2"]["finetune.seed"] == "2"
+    assert paper_tables.cell_of("t2-no-spl-s2") == "t2-no-spl"
+    assert paper_tables.cell_of("t3-v1") == "t3-v1"
+    show = [{"rev": "c", "name": "main", "data": {}, "experiments": [
+        _exp(f"t2-no-spl-s{k}", "2026-12-04T10:00:00", kappa)
+        for k, kappa in enumerate((0.5, 0.6, 0.7))]}]
+    text = paper_tables.render(paper_tables.collect(show))
+    row = next(li for li in text.splitlines() if li.startswith("| CoMCL w/o SPL"))
+    assert "0.600 ± 0.100 (3 seeds)" in row

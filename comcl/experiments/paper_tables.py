@@ -1,8 +1,15 @@
 """The paper's Tables 1-3 as DVC experiments: queue the grid, render the results.
 
-    python -m comcl.experiments.paper_tables queue            # dvc exp run --queue, one per cell
+    python -m comcl.experiments.paper_tables queue --seeds 3  # dvc exp run --queue, cell x seed
     dvc queue start -j 1                          # run them (dvc queue status to follow)
-    python -m comcl.experiments.paper_tables render > docs/results.md
+    python -m comcl.experiments.paper_tables render --claims > docs/results.md
+
+Seeds are a grid axis: ``--seeds N`` queues each cell as ``<cell>-s0`` .. ``<cell>-s<N-1>``
+with ``pretrain.seed`` and ``finetune.seed`` set to k (the data, the detector and the
+windows stay those of ``params.yaml``, so every seed is tested on the same images).
+``render`` groups the runs of a cell: mean ± sd over seeds (the 95% interval of a cell
+with one run); ``--claims`` adds the paper's claims decided by paired comparisons
+(``comcl.experiments.claims``) from each experiment's ``metrics/predictions.parquet``.
 
 Each experiment sets every varied key explicitly (so the grid does not depend on what
 ``params.yaml`` holds): ``degrade.target_ratio``, ``pretrain.method``, ``spl.enabled``
@@ -18,10 +25,12 @@ in Table 1's order.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import click
+import numpy as np
 
 BASE = {"degrade.target_ratio": "null", "pretrain.method": "comcl", "spl.enabled": "true",
         "pretrain.levels.l1": "true", "pretrain.levels.l2": "true", "pretrain.levels.l3": "true"}
@@ -30,8 +39,27 @@ METHODS = {"baseline": {"pretrain.method": "none"}, "basiccl": {"pretrain.method
            "comcl": {}}
 
 
-def grid() -> dict[str, dict[str, str]]:
-    """Experiment name -> params it sets (13 experiments cover the three tables)."""
+SEED_KEYS = ("pretrain.seed", "finetune.seed")
+SEEDED = re.compile(r"^(?P<cell>.+)-s(?P<seed>\d+)$")
+
+
+def grid(seeds: int = 0) -> dict[str, dict[str, str]]:
+    """Experiment name -> params it sets: the 13 cells of the three tables, or with
+    ``seeds`` >= 1 each cell once per seed (``<cell>-s<k>``, the seed keys set to k)."""
+    if seeds >= 1:
+        return {f"{name}-s{k}": {**sets, **{key: str(k) for key in SEED_KEYS}}
+                for name, sets in cells().items() for k in range(seeds)}
+    return cells()
+
+
+def cell_of(name: str) -> str:
+    """The grid cell an experiment belongs to (``t2-no-spl-s1`` -> ``t2-no-spl``)."""
+    m = SEEDED.match(name)
+    return m["cell"] if m else name
+
+
+def cells() -> dict[str, dict[str, str]]:
+    """Cell name -> params it sets (13 cells cover the three tables)."""
     exps = {}
     for rname, ratio in RATIOS.items():
         for mname, extra in METHODS.items():
@@ -57,9 +85,9 @@ TABLE3 = [("CoMCL_v1 (L2)", "t3-v1", (0.846, 0.835)),
           ("CoMCL_v3 (L1 + L2 + L3)", "t1-native-comcl", (0.884, 0.872))]
 
 
-def queue_commands() -> list[list[str]]:
+def queue_commands(seeds: int = 0) -> list[list[str]]:
     cmds = []
-    for name, sets in grid().items():
+    for name, sets in grid(seeds).items():
         cmd = ["dvc", "exp", "run", "--queue", "-n", name]
         for k, v in sets.items():
             cmd += ["-S", f"{k}={v}"]
@@ -103,17 +131,31 @@ def _probe(pretrain: dict | None) -> str:
     return f"{first.get('accuracy', float('nan')):.3f} -> {last['accuracy']:.3f}"
 
 
-def _cell(metrics: dict | None, part: str, key: str) -> str:
-    if not metrics or part not in metrics or key not in metrics[part]:
+def group(results: dict[str, dict]) -> dict[str, list[dict]]:
+    """{cell: [metrics of each of its runs]} (seeds in name order)."""
+    out: dict[str, list[dict]] = {}
+    for name in sorted(results):
+        out.setdefault(cell_of(name), []).append(results[name])
+    return out
+
+
+def _cell(runs: list[dict] | dict | None, part: str, key: str) -> str:
+    """One run: value [95% CI]; several (seeds): mean ± sd (n)."""
+    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    vals = [r[part][key] for r in runs if part in r and key in r[part]]
+    if not vals:
         return "n/a"
-    m = metrics[part]
+    if len(vals) > 1:
+        return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f} ({len(vals)} seeds)"
+    m = next(r[part] for r in runs if part in r and key in r[part])
     lo, hi = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
     ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
     return f"{m[key]:.3f}{ci}"
 
 
 def render(results: dict[str, dict], probes: dict[str, dict] | None = None) -> str:
-    probes = probes or {}
+    results = group(results)
+    probes = {c: runs[-1] for c, runs in group(probes or {}).items()}
     lines = ["## Table 1: low-quality ratio x method (test set, overall)", "",
              "| method | ratio | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
              "| paper kappa | paper acc |",
@@ -145,10 +187,13 @@ def cli():
     pass
 
 
-@cli.command("queue", help="Queue the 13 experiments behind Tables 1-3 (dvc exp run --queue).")
+@cli.command("queue", help="Queue the 13 cells behind Tables 1-3 (dvc exp run --queue), "
+             "each once per seed with --seeds.")
+@click.option("--seeds", default=0, show_default=True, type=click.IntRange(0, 100),
+              help="Seeds per cell (0: one run per cell, named as the cell).")
 @click.option("--dry-run", is_flag=True, help="Print the commands only.")
-def queue(dry_run):
-    for cmd in queue_commands():
+def queue(seeds, dry_run):
+    for cmd in queue_commands(seeds):
         click.echo(" ".join(cmd))
         if not dry_run:
             subprocess.run(cmd, check=True)
@@ -160,14 +205,26 @@ def queue(dry_run):
              "(or a saved copy) as Markdown.")
 @click.option("--from-json", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A saved `dvc exp show --all-commits --json` output instead of running it.")
-def render_cmd(from_json):
+@click.option("--claims", is_flag=True, help="Add the claims, decided from the experiments' "
+              "per-image predictions (paired bootstrap over images and seeds).")
+@click.option("--bootstrap", default=2000, show_default=True)
+def render_cmd(from_json, claims, bootstrap):
     if from_json:
         data = json.loads(open(from_json).read())
     else:
         proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
                               capture_output=True, text=True, check=True)
         data = json.loads(proc.stdout)
-    sys.stdout.write(render(collect(data), collect(data, "metrics/pretrain.json")))
+    results = collect(data)
+    sys.stdout.write(render(results, collect(data, "metrics/pretrain.json")))
+    if claims:
+        from comcl.experiments import claims as claims_mod
+        from comcl.experiments.compare import load_run
+        runs: dict[str, list] = {}
+        for name in sorted(results):
+            runs.setdefault(cell_of(name), []).append(load_run(name))
+        sys.stdout.write("\n## The paper's claims (paired, over test images and seeds)\n\n"
+                         + claims_mod.markdown(claims_mod.decide(runs, bootstrap)))
 
 
 if __name__ == "__main__":

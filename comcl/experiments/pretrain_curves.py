@@ -5,7 +5,8 @@ the kNN probe's balanced accuracy, against the training step.
         --run "w/o SPL=/tmp/nospl/live" --run SimCLR=/tmp/simclr/live --out docs/figures/x.png
 
 Reads the dvclive folders' ``plots/metrics/heldout/ratio_<level>.tsv`` and
-``plots/metrics/probe/*.tsv`` (what ``pretrain`` logs at every probe). The same curves
+``plots/metrics/probe/*.tsv`` (what ``pretrain`` logs at every probe), or a run's
+``probes.json`` (every probe, as ``scripts/pretrain_variants.py`` writes it; no dvclive). The same curves
 are in ``dvc plots`` (dvc.yaml's ``pretrain_heldout`` and ``pretrain_probe``), for
 comparing DVC experiments.
 """
@@ -31,6 +32,24 @@ def read_tsv(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return data[:, 0], data[:, 1]
 
 
+JSON_KEYS = {"probe/knn_balanced_accuracy": "balanced_accuracy",
+             "probe/knn_lq_balanced_accuracy": "lq_balanced_accuracy",
+             "probe/knn_lesion_vs_lq_healthy": "lesion_vs_lq_healthy"}
+
+
+def read_probes(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of one panel from a ``probes.json`` list of probe records."""
+    import json
+    rows = json.loads(path.read_text())
+    if key.startswith("heldout/"):
+        level = key.split("_")[-1]
+        pts = [(r["step"], r["heldout"][level]["ratio"]) for r in rows
+               if level in r.get("heldout", {})]
+    else:
+        pts = [(r["step"], r[JSON_KEYS[key]]) for r in rows if JSON_KEYS[key] in r]
+    return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else None
+
+
 def draw(runs: dict[str, Path], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -39,7 +58,8 @@ def draw(runs: dict[str, Path], out: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     for ax, (key, title) in zip(axes.flat, PANELS):
         for name, live in runs.items():
-            xy = read_tsv(live / "plots" / "metrics" / f"{key}.tsv")
+            xy = (read_probes(live, key) if live.suffix == ".json"
+                  else read_tsv(live / "plots" / "metrics" / f"{key}.tsv"))
             if xy is not None:
                 ax.plot(*xy, marker="o", ms=3, label=name)
         ref, ref_label = (1.0, "chance") if key.startswith("heldout") else (0.5, "chance")
@@ -56,7 +76,7 @@ def draw(runs: dict[str, Path], out: Path) -> None:
 
 
 @click.command(help=__doc__.split("\n\n")[0])
-@click.option("--run", "runs", multiple=True, required=True, help="name=dvclive folder")
+@click.option("--run", "runs", multiple=True, required=True, help="name=dvclive folder, or name=probes.json")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def main(runs, out):
     draw({r.split("=", 1)[0]: Path(r.split("=", 1)[1]) for r in runs}, Path(out))

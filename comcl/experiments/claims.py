@@ -1,0 +1,110 @@
+"""The paper's claims, each decided from a paired comparison of two cells of the grid.
+
+A cell is one configuration run with several seeds (``paper_tables``: experiments
+``<cell>-s<k>``). Each claim compares two cells on the same test images with
+``compare.paired_bootstrap`` (test images and seeds resampled) and is **decided for** when
+the 95% interval of the difference lies above 0, **decided against** when it lies below 0,
+and **undecided** otherwise. "The gain is larger on low-quality images" compares CoMCL's
+gain over the baseline on the low-quality and on the high-quality test images: the two
+image sets are disjoint, so their bootstrap differences are drawn independently and
+subtracted.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from comcl.experiments.compare import (PARTS, Run, _config_metric, check_same_test_set,
+                                      paired_bootstrap)
+
+METRIC = "kappa"
+# (claim, cell that should be better, cell it should beat)
+CLAIMS = [("CoMCL > baseline (no pretraining)", "t1-native-comcl", "t1-native-baseline"),
+          ("CoMCL > basic CL (SimCLR)", "t1-native-comcl", "t1-native-basiccl"),
+          ("CoMCL > CoMCL w/o multi-level", "t1-native-comcl", "t2-no-multilevel"),
+          ("CoMCL > CoMCL w/o SPL", "t1-native-comcl", "t2-no-spl"),
+          ("v2 (L1 + L2) > v1 (L2)", "t3-v2", "t3-v1"),
+          ("v3 (L1 + L2 + L3) > v2 (L1 + L2)", "t1-native-comcl", "t3-v2")]
+LQ_CLAIM = ("CoMCL's gain over the baseline is larger on low-quality images",
+            "t1-native-comcl", "t1-native-baseline")
+
+
+def verdict(lo: float, hi: float) -> str:
+    return "decided for" if lo > 0 else "decided against" if hi < 0 else "undecided"
+
+
+def _rows(runs: list[Run], part: str) -> np.ndarray:
+    q = PARTS[part]
+    quality = runs[0].quality
+    return np.flatnonzero(quality == q) if q else np.arange(len(quality))
+
+
+def _interval(deltas: np.ndarray) -> list[float]:
+    return [round(float(x), 4) for x in np.percentile(deltas, [2.5, 97.5])]
+
+
+def _gain(a: list[Run], b: list[Run], rows: np.ndarray) -> float:
+    """Observed difference of the seed-mean metric, ``a`` minus ``b``, on ``rows``."""
+    ones = np.ones(len(rows))
+    return _config_metric(a, rows, ones)[METRIC] - _config_metric(b, rows, ones)[METRIC]
+
+
+def decide(cells: dict[str, list[Run]], n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """One record per claim whose two cells both ran: Δ kappa overall (and per quality),
+    its interval, the seeds of each side, and the verdict."""
+    out = []
+    for claim, better, worse in CLAIMS:
+        if not (cells.get(better) and cells.get(worse)):
+            out.append({"claim": claim, "better": better, "worse": worse, "verdict": "not run"})
+            continue
+        a, b = cells[better], cells[worse]
+        check_same_test_set(a + b)
+        rec = {"claim": claim, "better": better, "worse": worse,
+               "seeds": [len(a), len(b)], "parts": {}}
+        for part in PARTS:
+            rows = _rows(a, part)
+            if not len(rows):
+                continue
+            boot = paired_bootstrap(a, b, rows, n_boot, np.random.default_rng(seed))[METRIC]
+            rec["parts"][part] = {"delta": round(_gain(a, b, rows), 4), "ci95": _interval(boot)}
+        lo, hi = rec["parts"]["overall"]["ci95"]
+        rec["verdict"] = verdict(lo, hi)
+        out.append(rec)
+    out.append(_lq_claim(cells, n_boot, seed))
+    return out
+
+
+def _lq_claim(cells: dict[str, list[Run]], n_boot: int, seed: int) -> dict:
+    claim, better, worse = LQ_CLAIM
+    a, b = cells.get(better), cells.get(worse)
+    rec = {"claim": claim, "better": better, "worse": worse}
+    if not (a and b):
+        return {**rec, "verdict": "not run"}
+    check_same_test_set(a + b)
+    boots, observed = {}, {}
+    for i, part in enumerate(("low_quality", "high_quality")):
+        rows = _rows(a, part)
+        if not len(rows):
+            return {**rec, "verdict": f"not decidable: no {part.replace('_', '-')} test image"}
+        boots[part] = paired_bootstrap(a, b, rows, n_boot, np.random.default_rng(seed + i))[METRIC]
+        observed[part] = _gain(a, b, rows)
+    lo, hi = _interval(boots["low_quality"] - boots["high_quality"])
+    delta = observed["low_quality"] - observed["high_quality"]
+    return {**rec, "seeds": [len(a), len(b)],
+            "parts": {"low_quality - high_quality": {"delta": round(delta, 4), "ci95": [lo, hi]}},
+            "verdict": verdict(lo, hi)}
+
+
+def markdown(records: list[dict]) -> str:
+    lines = ["| claim | cells (seeds) | Δ kappa overall [95% CI] | high quality | low quality "
+             "| verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        parts = r.get("parts", {})
+
+        def cell(part):
+            p = parts.get(part)
+            return f"{p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p else "—"
+        seeds = f" ({r['seeds'][0]} vs {r['seeds'][1]})" if "seeds" in r else ""
+        overall = cell("overall") if "overall" in parts else cell("low_quality - high_quality")
+        lines.append(f"| {r['claim']} | {r['better']} vs {r['worse']}{seeds} | {overall} | "
+                     f"{cell('high_quality')} | {cell('low_quality')} | **{r['verdict']}** |")
+    return "\n".join(lines) + "\n"
