@@ -221,8 +221,12 @@ def render_cmd(from_json, claims, bootstrap):
         from comcl.experiments import claims as claims_mod
         from comcl.experiments.compare import load_run
         runs: dict[str, list] = {}
+        from comcl.common.errors import DataError
         for name in sorted(results):
-            runs.setdefault(cell_of(name), []).append(load_run(name))
+            try:   # experiments run before evaluate wrote predictions are left out
+                runs.setdefault(cell_of(name), []).append(load_run(name))
+            except DataError as exc:
+                print(f"claims: left out {name}: {exc}", file=sys.stderr)
         sys.stdout.write("\n## The paper's claims (paired, over test images and seeds)\n\n"
                          + claims_mod.markdown(claims_mod.decide(runs, bootstrap)))
 
