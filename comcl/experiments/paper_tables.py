@@ -131,9 +131,9 @@ def _probe(pretrain: dict | None) -> str:
     return f"{first.get('accuracy', float('nan')):.3f} -> {last['accuracy']:.3f}"
 
 
-def group(results: dict[str, dict]) -> dict[str, list[dict]]:
-    """{cell: [metrics of each of its runs]} (seeds in name order)."""
-    out: dict[str, list[dict]] = {}
+def group(results: dict) -> dict[str, list]:
+    """{cell: [what each of its runs holds]} (seeds in name order)."""
+    out: dict[str, list] = {}
     for name in sorted(results):
         out.setdefault(cell_of(name), []).append(results[name])
     return out
@@ -218,15 +218,16 @@ def render_cmd(from_json, claims, bootstrap):
     results = collect(data)
     sys.stdout.write(render(results, collect(data, "metrics/pretrain.json")))
     if claims:
+        from comcl.common.errors import DataError
         from comcl.experiments import claims as claims_mod
         from comcl.experiments.compare import load_run
-        runs: dict[str, list] = {}
-        from comcl.common.errors import DataError
-        for name in sorted(results):
+        loaded = {}
+        for name in results:
             try:   # experiments run before evaluate wrote predictions are left out
-                runs.setdefault(cell_of(name), []).append(load_run(name))
+                loaded[name] = load_run(name)
             except DataError as exc:
                 print(f"claims: left out {name}: {exc}", file=sys.stderr)
+        runs = group(loaded)
         sys.stdout.write("\n## The paper's claims (paired, over test images and seeds)\n\n"
                          + claims_mod.markdown(claims_mod.decide(runs, bootstrap)))
 
