@@ -71,3 +71,20 @@ def test_window_precision_counts_windows_centred_on_boxes_that_hold_a_lesion_pix
     assert out["0.1"] == {"windows": 3, "precision": round(1 / 3, 4)}
     assert out["0.5"] == {"windows": 2, "precision": 0.5}
     assert out["0.95"] == {"windows": 0, "precision": None}
+
+
+def test_average_precision_counts_every_detection_not_cocos_100_per_image():
+    # one image with 150 lesions of class 1, each detected exactly: AP 1 over all the
+    # detections; COCO's cap of 100 per image and class recalls 100 of 150 at most
+    from comcl.detection.detector_eval import average_precision
+
+    boxes = np.array([[8 * i, 8 * j, 8 * i + 6, 8 * j + 6] for i in range(15)
+                      for j in range(10)], np.float32)
+    labels = np.ones(150, np.int64)
+    pred = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+            "scores": torch.linspace(1.0, 0.5, 150)}
+    res = average_precision([pred], [(boxes, labels)], ["EX"])
+    assert res["ap50"]["EX"] == pytest.approx(1.0)
+    # 101-point interpolation: precision 1 up to recall 100/150, 0 beyond
+    assert res["ap50_max100"]["EX"] == pytest.approx(67 / 101, abs=1e-3)
+    assert res["map50"] == res["ap50"]["EX"]

@@ -295,6 +295,7 @@ def run(params: Params, prepared: str | Path, model_out: str | Path, metrics_out
     preds, result = final["holdout"]
     result = dict(result)
     result.update(train_ap50=final["train"][1]["ap50"], train_map50=final["train"][1]["map50"],
+                  train_ap50_max100=final["train"][1]["ap50_max100"],
                   holdout_images=len(hold_ids), train_images=len(train_ids),
                   steps=st["steps"], train_seconds=round(train_seconds, 1))
     hold_masks = [masks[i] for i in hold_ids]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comcl.experiments.compare import (PARTS, Run, _config_metric, check_same_test_set,
+from comcl.experiments.compare import (PARTS, Run, config_metric, check_same_test_set,
                                       paired_bootstrap)
 
 METRIC = "kappa"
@@ -45,7 +45,7 @@ def _interval(deltas: np.ndarray) -> list[float]:
 def _gain(a: list[Run], b: list[Run], rows: np.ndarray) -> float:
     """Observed difference of the seed-mean metric, ``a`` minus ``b``, on ``rows``."""
     ones = np.ones(len(rows))
-    return _config_metric(a, rows, ones)[METRIC] - _config_metric(b, rows, ones)[METRIC]
+    return config_metric(a, rows, ones)[METRIC] - config_metric(b, rows, ones)[METRIC]
 
 
 def decide(cells: dict[str, list[Run]], n_boot: int = 2000, seed: int = 0) -> list[dict]:

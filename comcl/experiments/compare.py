@@ -126,8 +126,8 @@ def metric_values(labels: np.ndarray, preds: np.ndarray, k: int, weights: np.nda
     return out
 
 
-def _config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray,
-                   picks: np.ndarray | None = None) -> dict:
+def config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray,
+                  picks: np.ndarray | None = None) -> dict:
     """The mean over seeds (``picks``: a resample of them) of each run's metric."""
     chosen = runs if picks is None else [runs[i] for i in picks]
     vals = [metric_values(r.labels[rows], r.preds[rows], r.k, weights) for r in chosen]
@@ -145,7 +145,7 @@ def paired_bootstrap(a: list[Run], b: list[Run], rows: np.ndarray, n_boot: int,
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
         sa = rng.integers(0, len(a), len(a)) if len(a) > 1 else None
         sb = rng.integers(0, len(b), len(b)) if len(b) > 1 else None
-        ma, mb = _config_metric(a, rows, w, sa), _config_metric(b, rows, w, sb)
+        ma, mb = config_metric(a, rows, w, sa), config_metric(b, rows, w, sb)
         for m in METRICS:
             out[m][i] = ma[m] - mb[m]
     return out
@@ -161,7 +161,7 @@ def paired_permutation(a: list[Run], b: list[Run], rows: np.ndarray, n_perm: int
     swapped at random (exact when 2^images <= ``n_perm``); that p holds for these two
     runs, not for their configurations."""
     ones = np.ones(len(rows))
-    observed = {m: _config_metric(a, rows, ones)[m] - _config_metric(b, rows, ones)[m]
+    observed = {m: config_metric(a, rows, ones)[m] - config_metric(b, rows, ones)[m]
                 for m in METRICS}
     if len(a) > 1 and len(b) > 1:
         return _run_permutation(a, b, rows, observed)
@@ -224,7 +224,7 @@ def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 200
             a, b = configs[name], configs[names[0]]
             boot = paired_bootstrap(a, b, rows, n_boot, rng)
             perm = paired_permutation(a, b, rows, n_perm, np.random.default_rng(seed + 1))
-            obs_a, obs_b = _config_metric(a, rows, ones), _config_metric(b, rows, ones)
+            obs_a, obs_b = config_metric(a, rows, ones), config_metric(b, rows, ones)
             entry["vs_reference"][name] = {m: {
                 "delta": round(obs_a[m] - obs_b[m], 4),
                 "ci95": [round(float(x), 4) for x in np.percentile(boot[m], [2.5, 97.5])],
