@@ -46,3 +46,25 @@ def test_held_out_figure_has_legend_threshold_and_says_when_nothing_passed(tmp_p
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == classes + ["ground truth", "detector box"]
     plt.close("all")
+
+
+def test_a_panel_with_hundreds_of_boxes_prints_no_label_per_box(monkeypatch, tmp_path):
+    # a real IDRiD image has hundreds of exudates: labels would cover it
+    import matplotlib.pyplot as plt
+
+    texts = []
+    real_save = box_figure.save
+
+    def keep(fig, path, dpi=90):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        real_save(fig, path, dpi)
+
+    monkeypatch.setattr(box_figure, "save", keep)
+    n = box_figure.MAX_LABELS + 1
+    boxes = [[2 * i, 2 * i, 2 * i + 4, 2 * i + 4] for i in range(n)]
+    draw_predictions([np.zeros((128, 128, 3), np.uint8)],
+                     [(np.array(boxes, np.float32), np.full(n, 3))],
+                     [_pred(boxes, [3] * n, [0.9] * n)], ["MA", "HE", "EX"],
+                     tmp_path / "p.png", conf=0.5, ids=["dense"])
+    assert texts == [f"{n} boxes: the colour gives the class, scores not printed"]
+    plt.close("all")

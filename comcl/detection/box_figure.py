@@ -1,7 +1,9 @@
 """Figures of lesion boxes that read alone.
 
 Each lesion class has one colour; ground truth is dashed, the detector's boxes above the
-score threshold are solid (with class and score), patch windows dotted; one legend says
+score threshold are solid (with class and score; above ``MAX_LABELS`` boxes in a panel, as
+on a real IDRiD image with hundreds of exudates, the labels would cover the image, so the
+colour alone gives the class and a line says so), patch windows dotted; one legend says
 so, the threshold is in the title, and a panel where no box passed the threshold says
 that in a line of text (with the best score seen). ``draw_boxes_panel`` draws one image;
 ``draw_detect_windows`` is the ``detect`` stage's figure (``train_detector``'s figure of
@@ -17,6 +19,7 @@ from comcl.common.atomic import atomic_file
 from comcl.imaging.mask_boxes import mask_boxes
 
 WINDOW_COLOR = "yellow"
+MAX_LABELS = 40  # more predicted boxes than this in a panel: no text label per box
 
 
 def class_colors(classes) -> dict[str, tuple]:
@@ -43,10 +46,16 @@ def draw_boxes_panel(ax, image: np.ndarray, colors: dict, truth=(), predicted=()
     for x0, y0, x1, y1, cls in truth:
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colors[cls],
                                lw=1.0, ls="--"))
+    labelled = len(predicted) <= MAX_LABELS
     for x0, y0, x1, y1, cls, score in predicted:
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colors[cls], lw=1.2))
-        ax.text(x0, y0 - 2, f"{cls} {score:.2f}", color=colors[cls], fontsize=6,
-                path_effects=outline)
+        if labelled:
+            ax.text(x0, y0 - 2, f"{cls} {score:.2f}", color=colors[cls], fontsize=6,
+                    path_effects=outline)
+    if not labelled:
+        ax.text(0.5, 0.04, f"{len(predicted)} boxes: the colour gives the class, scores not "
+                f"printed", transform=ax.transAxes, ha="center", va="bottom", fontsize=7,
+                color="black", bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
     if not len(predicted) and conf is not None:
         # rounded down, so that a best score below conf never reads as conf
         seen = "none at all" if best is None else \

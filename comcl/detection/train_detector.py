@@ -130,7 +130,8 @@ def draw_predictions(images, targets, preds, classes, path, conf: float = 0.5, n
 
     n = min(n, len(images))
     colors = box_figure.class_colors(classes)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False,
+    side = 4.2 if max(im.shape[0] for im in images[:n]) <= 768 else 7.0  # 1536 px: 8 px boxes
+    fig, axes = plt.subplots(1, n, figsize=(side * n, side + 0.4), squeeze=False,
                              layout="constrained")
     for k, ax in enumerate(axes[0]):
         (gt, gl), pr = targets[k], preds[k]
