@@ -1,5 +1,6 @@
 """train_detector's figure of held-out predictions reads alone."""
 import numpy as np
+import pytest
 import torch
 
 from comcl.detection import box_figure
@@ -12,19 +13,25 @@ def _pred(boxes, labels, scores):
             "scores": torch.tensor(scores, dtype=torch.float32)}
 
 
-def test_held_out_figure_has_legend_threshold_and_says_when_nothing_passed(tmp_path,
-                                                                            monkeypatch):
+@pytest.fixture
+def figures(monkeypatch):
+    """(figure, panel texts, panel titles) of each figure box_figure saves."""
     import matplotlib.pyplot as plt
 
-    figures = []
+    saved = []
     real_save = box_figure.save
 
     def keep(fig, path, dpi=90):
-        figures.append((fig, [t.get_text() for ax in fig.axes for t in ax.texts],
-                        [ax.get_title() for ax in fig.axes]))
+        saved.append((fig, [t.get_text() for ax in fig.axes for t in ax.texts],
+                      [ax.get_title() for ax in fig.axes]))
         real_save(fig, path, dpi)
 
     monkeypatch.setattr(box_figure, "save", keep)
+    yield saved
+    plt.close("all")
+
+
+def test_held_out_figure_has_legend_threshold_and_says_when_nothing_passed(tmp_path, figures):
     classes = ["MA", "HE", "EX", "SE"]
     images = [np.zeros((64, 64, 3), np.uint8)] * 3
     targets = [(np.array([[5, 5, 9, 9], [20, 20, 40, 40]], np.float32), np.array([1, 3])),
@@ -45,26 +52,14 @@ def test_held_out_figure_has_legend_threshold_and_says_when_nothing_passed(tmp_p
     assert "0.5" in fig._suptitle.get_text()
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == classes + ["ground truth", "detector box"]
-    plt.close("all")
 
 
-def test_a_panel_with_hundreds_of_boxes_prints_no_label_per_box(monkeypatch, tmp_path):
+def test_a_panel_with_hundreds_of_boxes_prints_no_label_per_box(tmp_path, figures):
     # a real IDRiD image has hundreds of exudates: labels would cover it
-    import matplotlib.pyplot as plt
-
-    texts = []
-    real_save = box_figure.save
-
-    def keep(fig, path, dpi=90):
-        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
-        real_save(fig, path, dpi)
-
-    monkeypatch.setattr(box_figure, "save", keep)
     n = box_figure.MAX_LABELS + 1
     boxes = [[2 * i, 2 * i, 2 * i + 4, 2 * i + 4] for i in range(n)]
     draw_predictions([np.zeros((128, 128, 3), np.uint8)],
                      [(np.array(boxes, np.float32), np.full(n, 3))],
                      [_pred(boxes, [3] * n, [0.9] * n)], ["MA", "HE", "EX"],
                      tmp_path / "p.png", conf=0.5, ids=["dense"])
-    assert texts == [f"{n} boxes: the colour gives the class, scores not printed"]
-    plt.close("all")
+    assert figures[0][1] == [f"{n} boxes: the colour gives the class, scores not printed"]

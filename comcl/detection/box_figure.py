@@ -53,18 +53,21 @@ def draw_boxes_panel(ax, image: np.ndarray, colors: dict, truth=(), predicted=()
             ax.text(x0, y0 - 2, f"{cls} {score:.2f}", color=colors[cls], fontsize=6,
                     path_effects=outline)
     if not labelled:
-        ax.text(0.5, 0.04, f"{len(predicted)} boxes: the colour gives the class, scores not "
-                f"printed", transform=ax.transAxes, ha="center", va="bottom", fontsize=7,
-                color="black", bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
+        _panel_note(ax, f"{len(predicted)} boxes: the colour gives the class, scores not "
+                        "printed")
     if not len(predicted) and conf is not None:
         # rounded down, so that a best score below conf never reads as conf
         seen = "none at all" if best is None else \
             f"best score {np.floor(best * 100 + 1e-6) / 100:.2f}"
-        ax.text(0.5, 0.04, f"no {what} above {conf:g} ({seen})", transform=ax.transAxes,
-                ha="center", va="bottom", fontsize=7, color="black",
-                bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
+        _panel_note(ax, f"no {what} above {conf:g} ({seen})")
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
+
+
+def _panel_note(ax, text: str) -> None:
+    """One line of text on a white band at the bottom of a panel."""
+    ax.text(0.5, 0.04, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=7,
+            color="black", bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
 
 
 def add_legend(fig, colors: dict, windows: bool = False, truth: bool = True) -> None:

@@ -35,38 +35,35 @@ def predict(model, images: list[np.ndarray], batch_size: int = 4) -> list[dict]:
 def average_precision(preds: list[dict], targets: list[tuple], classes: list[str]) -> dict:
     """AP@0.5 per class and mean over classes present in the ground truth, over all the
     detections (``ap50``, ``map50``) and under COCO's 100 per image and class
-    (``ap50_max100``, ``map50_max100``)."""
-    most = max([len(p["boxes"]) for p in preds] + [100])
-    full = _ap50(preds, targets, classes, most)
-    capped = _ap50(preds, targets, classes, 100)
-    return {"ap50": full[0], "map50": full[1], "ap50_max100": capped[0],
-            "map50_max100": capped[1]}
-
-
-def _ap50(preds: list[dict], targets: list[tuple], classes: list[str],
-          max_detections: int) -> tuple[dict, float]:
-    """Per-class AP@0.5 counting the ``max_detections`` best detections per image and
-    class, and their mean. One metric per class, read from ``map_50``: pycocotools'
-    headline AP (and torchmetrics' ``map_per_class`` with it) is fixed at 100 detections
-    and reads -1 for any other limit."""
+    (``ap50_max100``, ``map50_max100``). One COCO evaluation per class gives both: its
+    precision table holds every detection limit asked for. (pycocotools' headline AP, and
+    torchmetrics' ``map_per_class`` with it, is fixed at 100 detections and reads -1 for
+    any other limit, hence the table.)"""
     from torchmetrics.detection import MeanAveragePrecision
 
-    per_class = {}
+    most = max([len(p["boxes"]) for p in preds] + [101])
+    full, capped = {}, {}
     for cid, name in enumerate(classes, start=1):
         truth = [{"boxes": torch.from_numpy(b[l == cid]).reshape(-1, 4),
                   "labels": torch.from_numpy(l[l == cid])} for b, l in targets]
         if not sum(len(t["labels"]) for t in truth):
             continue
-        keep = [p["labels"] == cid for p in preds]
-        found = [{k: p[k][m] for k in ("boxes", "labels", "scores")}
-                 for p, m in zip(preds, keep)]
+        found = [{k: p[k][p["labels"] == cid] for k in ("boxes", "labels", "scores")}
+                 for p in preds]
         metric = MeanAveragePrecision(iou_type="bbox", iou_thresholds=[0.5],
-                                      box_format="xyxy",
-                                      max_detection_thresholds=[1, 10, int(max_detections)])
+                                      box_format="xyxy", extended_summary=True,
+                                      max_detection_thresholds=[1, 100, most])
         metric.update(found, truth)
-        per_class[name] = round(max(0.0, float(metric.compute()["map_50"])), 4)
-    mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
-    return per_class, round(mean, 4)
+        # (IoU, recall, class, area, limit); -1 where nothing was detected: AP 0
+        precision = metric.compute()["precision"][0, :, 0, 0, :].clamp(min=0)
+        capped[name] = round(float(precision[:, 1].mean()), 4)
+        full[name] = round(float(precision[:, 2].mean()), 4)
+    return {"ap50": full, "map50": _mean(full), "ap50_max100": capped,
+            "map50_max100": _mean(capped)}
+
+
+def _mean(per_class: dict) -> float:
+    return round(float(np.mean(list(per_class.values()))), 4) if per_class else 0.0
 
 
 def window_precision(preds: list[dict], masks: list[np.ndarray], side: int,
