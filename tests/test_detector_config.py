@@ -86,3 +86,37 @@ def test_local_contrast_leaves_no_halo_at_the_fov_edge():
         image.astype(np.float32), (0, 0), sigmaX=size / 60)) + 128, 0, 255)
     ring = fov & ((yy - 120) ** 2 + (xx - 120) ** 2 > 105 ** 2)
     assert plain[ring].max() > 200                   # what the halo was
+
+
+def test_top_label_keeps_each_proposals_best_class_at_its_probability():
+    from comcl.detection import top_label
+
+    logits = torch.tensor([[0.0, 2.0, 1.0, -1.0],    # MA first, HE second
+                           [3.0, 0.0, 0.5, 0.2]])    # background first, HE best lesion class
+    p = torch.softmax(logits, -1)
+    q = torch.softmax(top_label.top_class_logits(logits), -1)
+    assert torch.allclose(q.sum(1), torch.ones(2))
+    assert torch.allclose(q[0, 1], p[0, 1]) and torch.allclose(q[1, 2], p[1, 2])
+    assert q[0, 2] < 1e-20 and q[0, 3] < 1e-20 and q[1, 1] < 1e-20 and q[1, 3] < 1e-20
+    assert torch.allclose(q[0, 0], p[0, 0] + p[0, 2] + p[0, 3])
+    assert torch.allclose(q[1, 0], p[1, 0] + p[1, 1] + p[1, 3])
+
+
+def test_labels_per_box_top_returns_one_box_per_proposal_with_the_same_weights():
+    torch.manual_seed(0)
+    every = det.build(_cfg(detections_per_image=500)).eval()
+    top = det.build(_cfg(detections_per_image=500, labels_per_box="top")).eval()
+    top.load_state_dict(every.state_dict())
+    for model in (every, top):
+        model.roi_heads.nms_thresh = 1.0   # no suppression: "top" must return a subset
+    image = torch.rand(3, 64, 64)
+    with torch.inference_mode():
+        a, b = every([image])[0], top([image])[0]
+    assert len(b["boxes"]) < len(a["boxes"])   # random weights: two classes pass 0.01 per box
+    # every box "top" keeps is one "all" returned, with the same label and score
+    for box, lab, s in zip(b["boxes"], b["labels"], b["scores"]):
+        same = (a["labels"] == lab) & torch.isclose(a["scores"], s) \
+            & torch.isclose(a["boxes"], box).all(1)
+        assert same.any()
+    with pytest.raises(ParamError, match="detector.labels_per_box"):
+        _cfg(labels_per_box="two")

@@ -105,6 +105,39 @@ def test_finetune_resumes_to_the_same_weights(tmp_path, tiny_models):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
 
 
+def _finetune_with(tmp_path, root, name, stop=None, **finetune_keys):
+    raw = Params.load(root / "params.yaml").data
+    params = Params({**raw, "finetune": {**raw["finetune"], **finetune_keys}})
+    return finetune.run(params, root / "splits", root / "degraded", root / "encoder.pt",
+                        tmp_path / f"{name}.pt", tmp_path / f"{name}.json", tmp_path / name,
+                        stop_after_epochs=stop, workers=1, progress=False, device_kind="cpu")
+
+
+def _weights(path):
+    return classifier.load(path).state_dict()
+
+
+def test_finetune_select_last_and_ema_keep_the_end_weights_or_their_average(tmp_path, tiny_models):
+    last = _finetune_with(tmp_path, tiny_models, "last", select="last")
+    assert last["select"] == "last" and last["selected_val_kappa"] == last["history"][-1]["kappa"]
+    # EMA with decay 0 is the last step's weights and BatchNorm statistics
+    _finetune_with(tmp_path, tiny_models, "ema0", select="ema", ema_decay=0.0)
+    a, b = _weights(tmp_path / "last.pt"), _weights(tmp_path / "ema0.pt")
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), atol=1e-6, rtol=0)
+    # decay 0.5: an average that differs from the end weights, resumed to the same values
+    ema = _finetune_with(tmp_path, tiny_models, "ema", select="ema", ema_decay=0.5)
+    assert ema["select"] == "ema" and -1 <= ema["selected_val_kappa"] <= 1
+    c = _weights(tmp_path / "ema.pt")
+    assert any(not torch.allclose(a[k].float(), c[k].float()) for k in a if a[k].is_floating_point())
+    assert _finetune_with(tmp_path, tiny_models, "ema_r", stop=1, select="ema", ema_decay=0.5) == \
+        {"interrupted_after_epoch": 1}
+    _finetune_with(tmp_path, tiny_models, "ema_r", select="ema", ema_decay=0.5)
+    d = _weights(tmp_path / "ema_r.pt")
+    for k in c:
+        torch.testing.assert_close(c[k].float(), d[k].float(), atol=1e-6, rtol=0)
+
+
 def test_multilabel_chest_path_end_to_end(tmp_path):
     """Synthetic chest profile: greyscale, 8 diseases, BCE, per-label kappa and AUROC."""
     params = Params.load(write_params(tmp_path / "params.yaml", {

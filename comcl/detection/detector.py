@@ -18,6 +18,9 @@ size per level as torchvision does, or e.g. two: 4,6 | 8,12 | ... | 64,128) inst
 every size on every level. Both default to the earlier layout (stride 8, every size on
 every level).
 
+``detector.labels_per_box: top`` gives each proposal only its most probable class
+(``top_label``); ``all`` is torchvision's output, a box per class above 0.01.
+
 ``detector.preprocess: local_contrast`` feeds the network the image minus its large
 Gaussian blur (sigma = working size / 60; Graham's Kaggle preprocessing), which removes
 the slow illumination gradients of real photographs and leaves lesions' local contrast;
@@ -43,6 +46,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
+from comcl.detection import top_label
 
 ARCHS = ("mobilenet_v3", "resnet18", "resnet50")
 PREPROCESS = ("none", "local_contrast")
@@ -64,6 +68,7 @@ class DetectorConfig:
     finest_stride: int = 8
     anchors_per_level: bool = False
     preprocess: str = "none"
+    labels_per_box: str = "all"
 
     @property
     def levels(self) -> int:
@@ -94,6 +99,8 @@ class DetectorConfig:
             finest_stride=p.integer("detector.finest_stride", default=8),
             anchors_per_level=p.boolean("detector.anchors_per_level", default=False),
             preprocess=p.choice("detector.preprocess", PREPROCESS, default="none"),
+            labels_per_box=p.choice("detector.labels_per_box", top_label.LABELS_PER_BOX,
+                                    default="all"),
         )
         if cfg.finest_stride not in FINEST_STRIDES:
             raise ParamError("detector.finest_stride",
@@ -130,7 +137,7 @@ def build(cfg: DetectorConfig) -> FasterRCNN:
     levels = cfg.levels
     anchors = AnchorGenerator(cfg.anchors(), ((0.5, 1.0, 2.0),) * levels)
     channels = backbone.out_channels
-    return FasterRCNN(
+    model = FasterRCNN(
         backbone, num_classes=None, rpn_anchor_generator=anchors,
         box_head=TwoMLPHead(channels * 7 * 7, BOX_HEAD_DIM),
         box_predictor=FastRCNNPredictor(BOX_HEAD_DIM, len(cfg.classes) + 1),
@@ -142,6 +149,8 @@ def build(cfg: DetectorConfig) -> FasterRCNN:
         rpn_batch_size_per_image=128, box_batch_size_per_image=64,
         box_detections_per_img=cfg.detections_per_image, box_score_thresh=0.01,
     )
+    top_label.apply(model, cfg.labels_per_box)
+    return model
 
 
 def set_input_size(model: FasterRCNN, size: int) -> None:

@@ -3,8 +3,11 @@
 Initialised from ``models/encoder.pt`` (random weights when ``pretrain.method: none``),
 trained on the four training subsets at ``finetune.image_size`` with Adam, linear warmup
 and cosine decay, flips/rotation/crop/colour augmentation on the training device, and
-selected by the validation kappa (quadratic weighted for grading, mean per-label kappa
-for multi-label) after each epoch. ``finetune.precision`` / ``channels_last``, ``torchrun``
+kept as ``finetune.select`` says: ``best_val``, the epoch with the best validation kappa
+(quadratic weighted for grading, mean per-label kappa for multi-label; 72 validation
+images on the default, so the choice is noisy); ``last``, the weights at the end; or
+``ema``, an exponential moving average of the weights (and BatchNorm statistics) over the
+steps, decay ``finetune.ema_decay`` (docs/benchmark.md measured the three for seed noise). ``finetune.precision`` / ``channels_last``, ``torchrun``
 DDP, dvclive logging and resumable checkpoints (``models/finetune_ckpt/``) as in
 ``pretrain`` (shared: ``comcl.common.placement``, ``comcl.common.checkpoint``).
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from comcl.common import checkpoint, distributed, manifest, paths
@@ -37,6 +41,7 @@ from comcl.imaging.inference import predict
 from comcl.pretraining import pixel_scale
 
 STAGE = "stages.finetune"
+SELECT = ("best_val", "last", "ema")
 
 
 @dataclass
@@ -52,6 +57,8 @@ class FinetuneConfig:
     scale_mismatch: str = "warn"
     label_fraction: float = 1.0
     class_weights: str = "none"
+    select: str = "best_val"
+    ema_decay: float = 0.98
 
     @classmethod
     def from_params(cls, p: Params) -> "FinetuneConfig":
@@ -67,7 +74,10 @@ class FinetuneConfig:
                    label_fraction=p.number("finetune.label_fraction", 0.0, 1.0, lo_open=True,
                                            default=1.0),
                    class_weights=p.choice("finetune.class_weights", classifier.CLASS_WEIGHTS,
-                                          default="none"))
+                                          default="none"),
+                   select=p.choice("finetune.select", SELECT, default="best_val"),
+                   ema_decay=p.number("finetune.ema_decay", 0.0, 1.0, hi_open=True,
+                                      default=0.98))
 
 
 def augment_config(modality: str, size: int) -> augment.AugmentConfig:
@@ -136,11 +146,12 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
             if stop_after_epochs is not None and stop_after_epochs <= epoch + 1 < cfg.epochs:
                 distributed.shutdown(info)
                 return {"interrupted_after_epoch": epoch + 1}
+        job.validate_kept(val_img.array)
     summary = job.summary()
     if cfg.label_fraction < 1.0:
         summary.update(label_fraction=cfg.label_fraction, train_images=len(train))
     if info.main:
-        classifier.save(job.best_model(), model_out)
+        classifier.save(job.kept_model(), model_out)
         write_text(metrics_out, json.dumps({k: v for k, v in summary.items() if k != "history"},
                                            indent=2, sort_keys=True) + "\n")
         if live is not None:
@@ -171,6 +182,9 @@ class _Finetune:
                                                        f"{self.mcfg.loss}")
         self.criterion = classifier.loss_fn(self.mcfg, weight)
         self.best = {"kappa": -2.0, "epoch": 0, "state": None}
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                  use_buffers=True) if cfg.select == "ema" else None)
+        self.selected_val: float | None = None
         self.history: list = []
         self.t0, self.seen = time.perf_counter(), 0
 
@@ -201,6 +215,8 @@ class _Finetune:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             losses.append(float(loss.detach()))
             self.seen += len(idx) * info.world
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
@@ -230,6 +246,7 @@ class _Finetune:
         if self.info.main:
             checkpoint.save(path, fp, {
                 "epoch": epoch, "model": self.model.state_dict(),
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
                 "optimizer": self.opt.state_dict(), "best_kappa": self.best["kappa"],
                 "best_epoch": self.best["epoch"], "best_state": self.best["state"],
                 "history": json.dumps(self.history)})
@@ -240,6 +257,8 @@ class _Finetune:
             return 0
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.best = {"kappa": state["best_kappa"], "epoch": state["best_epoch"],
                      "state": state["best_state"]}
         self.history = json.loads(state["history"])
@@ -247,17 +266,38 @@ class _Finetune:
             print(f"finetune: resuming from {path} after epoch {state['epoch']}")
         return int(state["epoch"])
 
+    def kept_state(self) -> dict:
+        """The weights ``finetune.select`` keeps."""
+        if self.cfg.select == "ema":
+            return self.ema.module.state_dict()
+        if self.cfg.select == "last" or self.best["state"] is None:
+            return self.model.state_dict()
+        return self.best["state"]
+
+    def validate_kept(self, val_images: np.ndarray) -> None:
+        """The kept model's validation kappa (the best epoch's is already known)."""
+        if self.cfg.select == "best_val":
+            self.selected_val = self.best["kappa"]
+        elif self.cfg.select == "last":
+            self.selected_val = self.history[-1]["kappa"]
+        else:
+            out = predict(self.ema.module, val_images, self.cfg.image_size, self.place)
+            self.selected_val = score(self.mcfg, out, self.y_val)["kappa"]
+
     def summary(self) -> dict:
         return {"init": self.mcfg.init, "backbone": self.mcfg.backbone,
                 "best_epoch": self.best["epoch"], "best_val_kappa": round(self.best["kappa"], 4),
+                "select": self.cfg.select,
+                **({"selected_val_kappa": round(self.selected_val, 4)}
+                   if self.selected_val is not None else {}),
                 "epochs": self.cfg.epochs,
                 "images_per_s": round(self.seen / max(time.perf_counter() - self.t0, 1e-9), 1),
                 "history": self.history}
 
-    def best_model(self) -> classifier.Classifier:
-        """The best epoch's weights in a plain classifier (plain BatchNorm2d: DistBatchNorm2d
+    def kept_model(self) -> classifier.Classifier:
+        """The kept weights in a plain classifier (plain BatchNorm2d: DistBatchNorm2d
         shares its state layout), on the CPU in the default memory format."""
         out = classifier.Classifier(self.mcfg)
-        state = self.best["state"] or self.model.state_dict()
+        state = self.kept_state()
         out.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
         return out
