@@ -26,9 +26,7 @@ def main():
 
     def kept_and_others(self):
         for name, state in (("best_val", self.best["state"]), ("last", self.model.state_dict())):
-            m = classifier.Classifier(self.mcfg)
-            m.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
-            classifier.save(m, out / f"{name}.pt")
+            classifier.save(self.as_classifier(state), out / f"{name}.pt")
         return orig(self)
 
     ft._Finetune.kept_model = kept_and_others

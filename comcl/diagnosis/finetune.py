@@ -7,8 +7,8 @@ kept as ``finetune.select`` says: ``best_val``, the epoch with the best validati
 (quadratic weighted for grading, mean per-label kappa for multi-label; 72 validation
 images on the default, so the choice is noisy); ``last``, the weights at the end; or
 ``ema``, an exponential moving average of the weights (and BatchNorm statistics) over the
-steps, decay ``finetune.ema_decay`` (docs/benchmark.md measured the three for seed noise). ``finetune.precision`` / ``channels_last``, ``torchrun``
-DDP, dvclive logging and resumable checkpoints (``models/finetune_ckpt/``) as in
+steps, decay ``finetune.ema_decay`` (docs/benchmark.md: the seed A/A of the three).
+``finetune.precision`` / ``channels_last``, ``torchrun`` DDP, dvclive logging and resumable checkpoints (``models/finetune_ckpt/``) as in
 ``pretrain`` (shared: ``comcl.common.placement``, ``comcl.common.checkpoint``).
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ from comcl.pretraining import pixel_scale
 
 STAGE = "stages.finetune"
 SELECT = ("best_val", "last", "ema")
+EMA_DECAY = 0.95   # finetune.ema_decay when the params do not set it
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FinetuneConfig:
     label_fraction: float = 1.0
     class_weights: str = "none"
     select: str = "best_val"
-    ema_decay: float = 0.98
+    ema_decay: float = EMA_DECAY
 
     @classmethod
     def from_params(cls, p: Params) -> "FinetuneConfig":
@@ -77,7 +78,7 @@ class FinetuneConfig:
                                           default="none"),
                    select=p.choice("finetune.select", SELECT, default="best_val"),
                    ema_decay=p.number("finetune.ema_decay", 0.0, 1.0, hi_open=True,
-                                      default=0.98))
+                                      default=EMA_DECAY))
 
 
 def augment_config(modality: str, size: int) -> augment.AugmentConfig:
@@ -295,9 +296,11 @@ class _Finetune:
                 "history": self.history}
 
     def kept_model(self) -> classifier.Classifier:
-        """The kept weights in a plain classifier (plain BatchNorm2d: DistBatchNorm2d
-        shares its state layout), on the CPU in the default memory format."""
+        return self.as_classifier(self.kept_state())
+
+    def as_classifier(self, state: dict) -> classifier.Classifier:
+        """``state`` in a plain classifier (plain BatchNorm2d: DistBatchNorm2d shares its
+        state layout), on the CPU in the default memory format."""
         out = classifier.Classifier(self.mcfg)
-        state = self.kept_state()
         out.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
         return out
