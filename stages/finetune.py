@@ -41,8 +41,9 @@ def main(params_path, splits, degraded, encoder, model, metrics, checkpoints, li
     if "interrupted_after_epoch" in res:
         click.echo(f"finetune: stopped after epoch {res['interrupted_after_epoch']}")
     else:
-        click.echo(f"finetune: best validation kappa {res['best_val_kappa']} at epoch "
-                   f"{res['best_epoch']} (init: {res['init']}) -> {model}")
+        click.echo(f"finetune: kept {res['select']} weights (validation kappa "
+                   f"{res.get('selected_val_kappa', res['best_val_kappa'])}; best epoch "
+                   f"{res['best_epoch']} at {res['best_val_kappa']}; init: {res['init']}) -> {model}")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class _Finetune:
         self.mcfg = model.cfg
         self.model, self.net = place.model(model, info)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                    weight_decay=cfg.weight_decay)
+                                    weight_decay=cfg.weight_decay, fused=True)
         weight = None
         if self.mcfg.task == "multilabel":
             weight = classifier.positive_weights(y_train, cfg.class_weights)
