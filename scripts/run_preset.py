@@ -8,46 +8,24 @@ experiment is an ordinary DVC experiment: ``dvc exp show``, ``dvc metrics diff``
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import click
-import yaml
 
-
-def flatten(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """(dotted key, leaf value) pairs; lists and scalars are leaves."""
-    out = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.extend(flatten(value, name + "."))
-        else:
-            out.append((name, value))
-    return out
-
-
-def override(key: str, value) -> str:
-    """One ``-S`` argument; values in JSON syntax (null, true, [1, 2], "text")."""
-    if isinstance(value, str):
-        return f"{key}={value}"
-    return f"{key}={json.dumps(value, separators=(',', ':'))}"
+from comcl.experiments import presets
 
 
 def command(preset: Path, extra: tuple[str, ...], target: str | None, name: str | None,
             queue: bool) -> list[str]:
-    tree = yaml.safe_load(preset.read_text()) or {}
-    if not isinstance(tree, dict):
-        raise click.BadParameter(f"{preset}: a preset must be a mapping of params sections")
     cmd = ["dvc", "exp", "run"]
     if queue:
         cmd.append("--queue")
     if name:
         cmd += ["-n", name]
-    for key, value in flatten(tree):
-        cmd += ["-S", override(key, value)]
+    for item in presets.overrides(preset):
+        cmd += ["-S", item]
     for item in extra:
         if "=" not in item:
             raise click.BadParameter(f"-S {item}: expected key=value")

@@ -104,6 +104,26 @@ def test_command_reads_folders_and_fails_on_different_test_sets(tmp_path):
     assert "base" in res.output and "other" in res.output and "different test sets" in res.output
 
 
+def test_protocol_linear_probe_reads_the_linear_probes_predictions(tmp_path):
+    y = np.arange(10) % 5
+    for name in ("a", "b"):
+        _write(tmp_path / name, y, y, ["high"] * 10)          # the fine-tuned: all right
+        folder = tmp_path / name / "metrics"
+        frame = predictions.frame("grading", list("01234"), pd.DataFrame(
+            {"image_id": [f"i{i}" for i in range(10)], "quality": ["high"] * 10}),
+            y, (y + 1) % 5, np.full((10, 5), 0.2))
+        predictions.write(frame, "grading", list("01234"),
+                          folder / "linear_probe_predictions.parquet")
+    run = cmp.load_run(str(tmp_path / "a"), file=cmp.PROTOCOLS["linear_probe"])
+    assert (run.preds[:, 0] == (y + 1) % 5).all()
+    res = CliRunner().invoke(cmp.main, [str(tmp_path / "a"), str(tmp_path / "b"),
+                                        "--protocol", "linear_probe", "--bootstrap", "50",
+                                        "--permutations", "50"])
+    assert res.exit_code == 0, res.output
+    missing = CliRunner().invoke(cmp.main, [str(tmp_path / "a"), str(tmp_path)])
+    assert missing.exit_code == 1 and "no metrics/predictions.parquet" in missing.output
+
+
 def test_with_several_seeds_the_runs_are_permuted_and_seeds_resampled():
     # 2 + 2 seeds: a's runs always right, b's always wrong. Of the C(4, 2) = 6 splits of
     # the pooled runs only the two that keep the groups give |diff| >= 1: p = 2/6.

@@ -2,12 +2,14 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from comcl.common.params import Params
 from comcl.common.placement import Placement
 from comcl.diagnosis import linear_probe
+from comcl.experiments import compare
 from conftest import deep_update
 
 
@@ -45,9 +47,17 @@ def test_linear_probe_stage_reports_test_metrics_per_quality(tiny_models, tmp_pa
         "image_size": 32, "Cs": [0.1, 1.0], "cv_folds": 2, "label_fraction": 1.0,
         "bootstrap": 20, "seed": 0}}))
     out = tmp_path / "linear_probe.json"
+    preds = tmp_path / "linear_probe_predictions.parquet"
     res = linear_probe.run(params, tiny_models / "splits", tiny_models / "degraded",
-                           tiny_models / "encoder.pt", out, workers=1, progress=False)
+                           tiny_models / "encoder.pt", out, workers=1, progress=False,
+                           predictions_out=preds)
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    # the per-image predictions give back the reported metrics (what compare/claims read)
+    run = compare.load_run(str(preds))
+    rows = np.arange(len(run.image_id))
+    assert len(rows) == 20 and set(run.quality) <= {"high", "low"}
+    assert compare.config_metric([run], rows, np.ones(len(rows)))["kappa"] == \
+        pytest.approx(res["overall"]["kappa"], abs=1e-3)
     assert {"overall", "high_quality", "low_quality"} <= set(res)
     assert res["overall"]["images"] == 20 and res["chosen_C"]["C"] in (0.1, 1.0)
     assert -1 <= res["overall"]["kappa"] <= 1

@@ -34,6 +34,29 @@ def test_queue_dry_run_prints_one_dvc_command_per_experiment():
     assert "-S spl.enabled=false" in next(li for li in lines if " t2-no-spl " in li)
 
 
+def test_queue_table2_cells_with_a_preset_sets_the_profile_first(tmp_path):
+    preset = tmp_path / "bench.yaml"
+    preset.write_text("synthetic: {n_test: 1500}\nspl: {enabled: false}\n")
+    res = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run", "--seeds", "3",
+                                                "--cells", "table2", "--preset", str(preset)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 15                       # 5 cells x 3 seeds
+    assert {li.split()[5] for li in lines} == {f"{c}-s{k}" for c in paper_tables.TABLE2_CELLS
+                                               for k in range(3)}
+    comcl = next(li for li in lines if " t1-native-comcl-s2 " in li).split()
+    assert comcl.index("synthetic.n_test=1500") < comcl.index("finetune.seed=2")
+    # the cell's own value comes after the profile's, so it wins in dvc exp run
+    assert comcl.index("spl.enabled=false") < comcl.index("spl.enabled=true")
+    low = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run", "--cells",
+                                                "t1-native-comcl", "--prefix", "ll10-",
+                                                "-S", "finetune.label_fraction=0.1"])
+    assert low.exit_code == 0 and low.output.split()[5] == "ll10-t1-native-comcl"
+    assert "-S finetune.label_fraction=0.1" in low.output
+    bad = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run", "--cells", "t9-nope"])
+    assert bad.exit_code == 2 and "unknown cell t9-nope" in bad.output
+
+
 def _exp(name, stamp, kappa):
     part = {"kappa": kappa, "kappa_ci_low": kappa - 0.1, "kappa_ci_high": kappa + 0.1,
             "accuracy": 0.5}
@@ -68,6 +91,14 @@ def test_render_takes_the_newest_run_of_each_name(tmp_path):
     assert "| n/a | 0.868 | 0.860 |" in res.output   # no pretrain.json: no probe
     v1 = next(li for li in res.output.splitlines() if li.startswith("| CoMCL_v1"))
     assert "n/a" in v1   # queued, not yet run
+    # a prefixed family is read as the cells it names, and only it
+    show[1]["experiments"].append(_exp("ll10-t2-no-spl", "2026-11-24T04:00:00", 0.1))
+    path.write_text(json.dumps(show))
+    res = CliRunner().invoke(paper_tables.cli, ["render", "--from-json", str(path),
+                                                "--prefix", "ll10-"])
+    assert res.exit_code == 0, res.output
+    assert "| CoMCL w/o SPL | 0.100 [0.000, 0.200] |" in res.output
+    assert "| CoMCL | native | n/a |" in res.output
 
 
 def test_probe_column_reads_pretrain_metrics():
@@ -78,6 +109,19 @@ def test_probe_column_reads_pretrain_metrics():
     probes = paper_tables.collect(show, "metrics/pretrain.json")
     out = paper_tables.render({}, probes)
     assert "| CoMCL w/o SPL | n/a | n/a | n/a | 0.610 -> 0.680 | 0.868 | 0.860 |" in out
+
+
+def test_linear_probe_table_reads_linear_probe_metrics_per_quality():
+    part = {"kappa": 0.5, "accuracy": 0.6}
+    lp = {f"t1-native-comcl-s{k}": {"overall": {"kappa": 0.4 + 0.1 * k, "accuracy": 0.6},
+                                     "high_quality": part, "low_quality": part}
+          for k in range(3)}
+    out = paper_tables.render({}, {}, lp)
+    assert "## Table 2, linear probe" in out
+    assert ("| CoMCL | 0.500 ± 0.100 (3 seeds) | 0.600 ± 0.000 (3 seeds) | "
+            "0.500 ± 0.000 (3 seeds) | 0.500 ± 0.000 (3 seeds) |") in out
+    assert "| Baseline (ResNet) | n/a | n/a | n/a | n/a |" in out
+    assert "linear probe" not in paper_tables.render({}, {}, {})   # no run: no section
 
 
 def test_seeds_are_a_grid_axis_and_render_gives_mean_and_sd_per_cell():

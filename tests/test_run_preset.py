@@ -10,6 +10,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import run_preset  # noqa: E402
 
 from comcl.common.params import Params  # noqa: E402
+from comcl.experiments import presets  # noqa: E402
 
 
 def test_preset_flattens_to_overrides_with_lists_nulls_and_the_users_last(tmp_path):
@@ -28,7 +29,7 @@ def test_preset_flattens_to_overrides_with_lists_nulls_and_the_users_last(tmp_pa
 def test_every_preset_names_only_keys_params_yaml_has(name):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     preset = yaml.safe_load((ROOT / "presets" / name).read_text())
-    for key, _ in run_preset.flatten(preset):
+    for key, _ in presets.flatten(preset):
         node = base
         for part in key.split("."):
             assert isinstance(node, dict) and part in node, f"{name}: {key} not in params.yaml"

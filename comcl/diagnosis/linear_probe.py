@@ -32,7 +32,7 @@ from comcl.common.atomic import write_text
 from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier
+from comcl.diagnosis import classifier, predictions
 from comcl.diagnosis.label_fraction import label_subset
 from comcl.diagnosis.per_quality import evaluate_predictions
 from comcl.diagnosis.training_set import read_training
@@ -91,7 +91,8 @@ def class_probabilities(model, x: np.ndarray, classes: np.ndarray, k: int) -> np
 
 
 def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str | Path,
-        metrics_out: str | Path, workers: int | None = None, progress: bool = True) -> dict:
+        metrics_out: str | Path, workers: int | None = None, progress: bool = True,
+        predictions_out: str | Path | None = None) -> dict:
     size = params.integer("linear_probe.image_size", lo=32, hi=2048)
     cs = params.number_list("linear_probe.Cs", lo=1e-6)
     folds = params.integer("linear_probe.cv_folds", lo=2)
@@ -142,6 +143,9 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
                                   n_boot, seed)
     result.update(train_images=len(train), label_fraction=fraction, chosen_C=chosen,
                   encoder=cfg.init)
+    if predictions_out:   # per-image, as evaluate's: the claims are decided per protocol
+        predictions.write(predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob),
+                          cfg.task, cfg.classes, predictions_out)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 

@@ -6,7 +6,8 @@
 Each argument is one configuration: one source, or several separated by commas (its
 seeds). A source is a DVC experiment name (``dvc exp show``), a git revision, a folder
 holding ``metrics/predictions.parquet`` (or ``predictions.parquet``), the file itself, or
-``workspace``. Every configuration is compared with the first, for each metric (grading:
+``workspace``; ``--protocol linear_probe`` reads the linear probe's predictions
+(``metrics/linear_probe_predictions.parquet``) instead. Every configuration is compared with the first, for each metric (grading:
 quadratic weighted kappa and accuracy; multi-label: mean per-label kappa and accuracy),
 overall and on the high- and low-quality images:
 - the paired difference (the mean over seeds of each configuration's metric);
@@ -40,6 +41,9 @@ from comcl.diagnosis.metrics import grading_from_confusion
 PARTS = {"overall": None, "high_quality": "high", "low_quality": "low"}
 METRICS = ("kappa", "accuracy")
 FILE = Path("metrics") / "predictions.parquet"
+# transfer protocol -> the per-image predictions its stage writes
+PROTOCOLS = {"finetune": FILE,
+             "linear_probe": Path("metrics") / "linear_probe_predictions.parquet"}
 
 
 @dataclass
@@ -53,8 +57,10 @@ class Run:
     k: int   # classes per label (grading: the grades; multi-label: 2)
 
 
-def load_run(source: str, cwd: Path = Path(".")) -> Run:
-    df, meta = predictions.read(_open(source, cwd))
+def load_run(source: str, cwd: Path = Path("."), file: Path = FILE) -> Run:
+    """One experiment's predictions ``file`` (a protocol's, ``PROTOCOLS``) from a folder,
+    a parquet file, a DVC experiment name or a git revision."""
+    df, meta = predictions.read(_open(source, cwd, Path(file)))
     if meta.get("task") == "multilabel":
         classes = meta["classes"]
         labels = df[[f"label_{c}" for c in classes]].to_numpy(int)
@@ -67,22 +73,22 @@ def load_run(source: str, cwd: Path = Path(".")) -> Run:
                preds, k)
 
 
-def _open(source: str, cwd: Path):
+def _open(source: str, cwd: Path, file: Path):
     path = cwd / source
     if source == "workspace":
         path = cwd
     if path.is_dir():
-        for cand in (path / FILE, path / FILE.name):
+        for cand in (path / file, path / file.name):
             if cand.is_file():
                 return cand
-        raise DataError(f"{path}: no {FILE} or {FILE.name} in this folder")
+        raise DataError(f"{path}: no {file} or {file.name} in this folder")
     if path.is_file():
         return path
     rev = _resolve_rev(source, cwd)
-    blob = subprocess.run(["git", "show", f"{rev}:{FILE.as_posix()}"], cwd=cwd,
+    blob = subprocess.run(["git", "show", f"{rev}:{file.as_posix()}"], cwd=cwd,
                           capture_output=True)
     if blob.returncode:
-        raise DataError(f"{source}: revision {rev[:12]} has no {FILE}")
+        raise DataError(f"{source}: revision {rev[:12]} has no {file}")
     return io.BytesIO(blob.stdout)
 
 
@@ -259,11 +265,15 @@ def markdown(report: dict) -> str:
 @click.option("--permutations", default=2000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
-def main(configs, bootstrap, permutations, seed, out):
+@click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default="finetune",
+              show_default=True, help="Whose predictions: the fine-tuned classifier "
+              "(evaluate) or the linear probe on the frozen encoder (linear_probe).")
+def main(configs, bootstrap, permutations, seed, out, protocol):
     if len(configs) < 2:
         raise click.UsageError("give at least two configurations")
     try:
-        runs = {c: [load_run(s) for s in c.split(",")] for c in configs}
+        runs = {c: [load_run(s, file=PROTOCOLS[protocol]) for s in c.split(",")]
+                for c in configs}
         report = compare(runs, bootstrap, permutations, seed)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,6 +1,7 @@
 """The paper's Tables 1-3 as DVC experiments: queue the grid, render the results.
 
     python -m comcl.experiments.paper_tables queue --seeds 3  # dvc exp run --queue, cell x seed
+        [--cells table2] [--preset presets/bench.yaml]       # a subset of cells, a profile
     dvc queue start -j 1                          # run them (dvc queue status to follow)
     python -m comcl.experiments.paper_tables render --claims > docs/results.md
 
@@ -85,10 +86,28 @@ TABLE3 = [("CoMCL_v1 (L2)", "t3-v1", (0.846, 0.835)),
           ("CoMCL_v3 (L1 + L2 + L3)", "t1-native-comcl", (0.884, 0.872))]
 
 
-def queue_commands(seeds: int = 0) -> list[list[str]]:
+TABLE2_CELLS = tuple(cell for _, cell, _ in TABLE2)
+
+
+def queue_commands(seeds: int = 0, only: tuple[str, ...] = (),
+                   preset: list[str] | None = None, prefix: str = "",
+                   extra: tuple[str, ...] = ()) -> list[list[str]]:
+    """One ``dvc exp run --queue`` per experiment: the preset's overrides first (a profile
+    such as ``presets/bench.yaml``), then ``extra`` (e.g. the low-label protocol's
+    ``finetune.label_fraction=0.1``), then the cell's and the seed's (they win). ``only``
+    keeps those cells (all 13 when empty); ``prefix`` starts every name (a family of
+    experiments that ``render --prefix`` reads apart)."""
+    unknown = sorted(set(only) - set(cells()))
+    if unknown:
+        raise click.BadParameter(f"unknown cell {', '.join(unknown)}; cells: "
+                                 f"{', '.join(cells())}", param_hint="--cells")
     cmds = []
     for name, sets in grid(seeds).items():
-        cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+        if only and cell_of(name) not in only:
+            continue
+        cmd = ["dvc", "exp", "run", "--queue", "-n", prefix + name]
+        for item in [*(preset or []), *extra]:
+            cmd += ["-S", item]
         for k, v in sets.items():
             cmd += ["-S", f"{k}={v}"]
         cmds.append(cmd)
@@ -153,8 +172,12 @@ def _cell(runs: list[dict] | dict | None, part: str, key: str) -> str:
     return f"{m[key]:.3f}{ci}"
 
 
-def render(results: dict[str, dict], probes: dict[str, dict] | None = None) -> str:
+def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
+           linear: dict[str, dict] | None = None) -> str:
+    """Tables 1-3 of the fine-tuned classifiers (``metrics/eval.json``), and with ``linear``
+    (``metrics/linear_probe.json``) Table 2 again under the linear-probe protocol."""
     results = group(results)
+    linear = group(linear or {})
     probes = {c: runs[-1] for c, runs in group(probes or {}).items()}
     lines = ["## Table 1: low-quality ratio x method (test set, overall)", "",
              "| method | ratio | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
@@ -179,6 +202,15 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None) -> s
             lines.append(f"| {label} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
                          f"| {_probe(probes.get(exp))} | {paper[0]:.3f} | {paper[1]:.3f} |")
+    if any(linear.get(exp) for _, exp, _ in TABLE2):
+        lines += ["", "## Table 2, linear probe (frozen encoder + logistic regression)", "",
+                  "| method | kappa | accuracy | kappa, high-quality images "
+                  "| kappa, low-quality images |", "| --- | --- | --- | --- | --- |"]
+        for label, exp, _ in TABLE2:
+            r = linear.get(exp)
+            lines.append(f"| {label} | {_cell(r, 'overall', 'kappa')} | "
+                         f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'high_quality', 'kappa')} "
+                         f"| {_cell(r, 'low_quality', 'kappa')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,9 +223,24 @@ def cli():
              "each once per seed with --seeds.")
 @click.option("--seeds", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Seeds per cell (0: one run per cell, named as the cell).")
+@click.option("--cells", default="", help="Comma-separated cells to queue (default: all 13); "
+              "'table2' for the five of Table 2.")
+@click.option("--preset", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A profile (partial params file, e.g. presets/bench.yaml) every "
+                   "experiment sets before its cell's params.")
+@click.option("-S", "--set", "extra", multiple=True,
+              help="key=value for every experiment, after the preset's (repeatable).")
+@click.option("--prefix", default="", help="Start every experiment's name with this "
+              "(e.g. 'll10-' for a low-label family; render --prefix reads it).")
 @click.option("--dry-run", is_flag=True, help="Print the commands only.")
-def queue(seeds, dry_run):
-    for cmd in queue_commands(seeds):
+def queue(seeds, cells, preset, extra, prefix, dry_run):
+    from comcl.experiments.presets import overrides
+    only = TABLE2_CELLS if cells == "table2" else tuple(c for c in cells.split(",") if c)
+    bad = [item for item in extra if "=" not in item]
+    if bad:
+        raise click.BadParameter(f"{bad[0]}: expected key=value", param_hint="-S")
+    for cmd in queue_commands(seeds, only, overrides(preset) if preset else None, prefix,
+                              extra):
         click.echo(" ".join(cmd))
         if not dry_run:
             subprocess.run(cmd, check=True)
@@ -208,28 +255,35 @@ def queue(seeds, dry_run):
 @click.option("--claims", is_flag=True, help="Add the claims, decided from the experiments' "
               "per-image predictions (paired bootstrap over images and seeds).")
 @click.option("--bootstrap", default=2000, show_default=True)
-def render_cmd(from_json, claims, bootstrap):
+@click.option("--prefix", default="", help="Render the experiments whose names start with "
+              "this (queued with queue --prefix), read as the cells they name.")
+def render_cmd(from_json, claims, bootstrap, prefix):
     if from_json:
         data = json.loads(open(from_json).read())
     else:
         proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
                               capture_output=True, text=True, check=True)
         data = json.loads(proc.stdout)
-    results = collect(data)
-    sys.stdout.write(render(results, collect(data, "metrics/pretrain.json")))
+    def family(found: dict) -> dict:   # {cell-seed name: data} of the prefix's experiments
+        return {n[len(prefix):]: v for n, v in found.items() if n.startswith(prefix)}
+    results = family(collect(data))
+    sys.stdout.write(render(results, family(collect(data, "metrics/pretrain.json")),
+                            family(collect(data, "metrics/linear_probe.json"))))
     if claims:
         from comcl.common.errors import DataError
         from comcl.experiments import claims as claims_mod
-        from comcl.experiments.compare import load_run
-        loaded = {}
-        for name in results:
-            try:   # experiments run before evaluate wrote predictions are left out
-                loaded[name] = load_run(name)
-            except DataError as exc:
-                print(f"claims: left out {name}: {exc}", file=sys.stderr)
-        runs = group(loaded)
-        sys.stdout.write("\n## The paper's claims (paired, over test images and seeds)\n\n"
-                         + claims_mod.markdown(claims_mod.decide(runs, bootstrap)))
+        from comcl.experiments.compare import PROTOCOLS, load_run
+        for protocol, title in (("finetune", "full fine-tuning"),
+                                ("linear_probe", "linear probe")):
+            loaded = {}
+            for name in results:
+                try:   # experiments run before the stage wrote predictions are left out
+                    loaded[name] = load_run(prefix + name, file=PROTOCOLS[protocol])
+                except DataError as exc:
+                    print(f"claims ({protocol}): left out {name}: {exc}", file=sys.stderr)
+            sys.stdout.write(f"\n## The paper's claims, {title} (paired, over test images "
+                             "and seeds)\n\n"
+                             + claims_mod.markdown(claims_mod.decide(group(loaded), bootstrap)))
 
 
 if __name__ == "__main__":
