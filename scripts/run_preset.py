@@ -26,9 +26,8 @@ def command(preset: Path, extra: tuple[str, ...], target: str | None, name: str 
         cmd += ["-n", name]
     for item in presets.overrides(preset):
         cmd += ["-S", item]
+    presets.check_sets(extra)
     for item in extra:
-        if "=" not in item:
-            raise click.BadParameter(f"-S {item}: expected key=value")
         cmd += ["-S", item]
     if target:
         cmd.append(target)

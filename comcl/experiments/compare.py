@@ -7,7 +7,8 @@ Each argument is one configuration: one source, or several separated by commas (
 seeds). A source is a DVC experiment name (``dvc exp show``), a git revision, a folder
 holding ``metrics/predictions.parquet`` (or ``predictions.parquet``), the file itself, or
 ``workspace``; ``--protocol linear_probe`` reads the linear probe's predictions
-(``metrics/linear_probe_predictions.parquet``) instead. Every configuration is compared with the first, for each metric (grading:
+(``metrics/linear_probe_predictions.parquet``) instead. Every configuration is compared
+with the first, for each metric (grading:
 quadratic weighted kappa and accuracy; multi-label: mean per-label kappa and accuracy),
 overall and on the high- and low-quality images:
 - the paired difference (the mean over seeds of each configuration's metric);

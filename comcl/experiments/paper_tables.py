@@ -234,11 +234,9 @@ def cli():
               "(e.g. 'll10-' for a low-label family; render --prefix reads it).")
 @click.option("--dry-run", is_flag=True, help="Print the commands only.")
 def queue(seeds, cells, preset, extra, prefix, dry_run):
-    from comcl.experiments.presets import overrides
+    from comcl.experiments.presets import check_sets, overrides
     only = TABLE2_CELLS if cells == "table2" else tuple(c for c in cells.split(",") if c)
-    bad = [item for item in extra if "=" not in item]
-    if bad:
-        raise click.BadParameter(f"{bad[0]}: expected key=value", param_hint="-S")
+    check_sets(extra)
     for cmd in queue_commands(seeds, only, overrides(preset) if preset else None, prefix,
                               extra):
         click.echo(" ".join(cmd))

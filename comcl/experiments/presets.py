@@ -37,3 +37,10 @@ def overrides(preset: Path) -> list[str]:
     if not isinstance(tree, dict):
         raise click.BadParameter(f"{preset}: a preset must be a mapping of params sections")
     return [override(key, value) for key, value in flatten(tree)]
+
+
+def check_sets(items) -> None:
+    """``-S`` arguments given on a command line must read ``key=value``."""
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"-S {item}: expected key=value")
