@@ -137,3 +137,68 @@ def test_seeds_are_a_grid_axis_and_render_gives_mean_and_sd_per_cell():
     text = paper_tables.render(paper_tables.collect(show))
     row = next(li for li in text.splitlines() if li.startswith("| CoMCL w/o SPL"))
     assert "0.600 ± 0.100 (3 seeds)" in row
+
+
+def _commit_experiment(repo, name, kappa, y, pred, day):
+    """A commit holding what an experiment's run writes, and a DVC-like ref to it."""
+    import subprocess
+
+    import numpy as np
+    import pandas as pd
+
+    from comcl.diagnosis import predictions
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True,  # noqa: E731
+                                    capture_output=True, text=True).stdout.strip()
+    part = {"kappa": kappa, "accuracy": 0.5}
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "metrics" / "eval.json").write_text(json.dumps(
+        {"overall": part, "high_quality": part, "low_quality": part}))
+    (repo / "params.yaml").write_text(f"name: {name}\n")
+    test = pd.DataFrame({"image_id": [f"i{j}" for j in range(len(y))],
+                         "quality": ["high", "low"] * (len(y) // 2)})
+    predictions.write(predictions.frame("grading", list("01234"), test, np.array(y),
+                                        np.array(pred), np.eye(5)[pred]),
+                      "grading", list("01234"), repo / "metrics" / "predictions.parquet")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", name,
+        "--date", f"2026-12-0{day}T10:00:00")
+    env_rev = git("rev-parse", "HEAD")
+    git("update-ref", f"refs/exps/ab/cdef/{name}", env_rev)
+    return env_rev
+
+
+def test_export_keeps_each_experiments_results_and_render_reads_the_folder(tmp_path,
+                                                                          monkeypatch):
+    import subprocess
+
+    import numpy as np
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    y = np.arange(20) % 5
+    _commit_experiment(repo, "t1-native-baseline-s0", 0.3, y, (y + 1) % 5, 1)
+    _commit_experiment(repo, "t1-native-comcl-s0", 0.8, y, y, 2)
+    monkeypatch.chdir(repo)
+    dest = tmp_path / "grid"
+    res = CliRunner().invoke(paper_tables.cli, ["export", str(dest)])
+    assert res.exit_code == 0, res.output
+    assert "exported 2 experiments" in res.output
+    comcl = dest / "t1-native-comcl-s0"
+    assert json.loads((comcl / "metrics" / "eval.json").read_text())["overall"]["kappa"] == 0.8
+    assert (comcl / "metrics" / "predictions.parquet").is_file()
+    assert (comcl / "params.yaml").read_text() == "name: t1-native-comcl-s0\n"
+    assert not (comcl / "metrics" / "pretrain.json").exists()   # the run had none
+    res = CliRunner().invoke(paper_tables.cli, ["render", "--from-dir", str(dest), "--claims",
+                                                "--bootstrap", "50"])
+    assert res.exit_code == 0, res.output
+    assert "| CoMCL | native | 0.800 |" in res.output
+    assert "| Baseline (ResNet) | native | 0.300 |" in res.output
+    claim = next(li for li in res.output.splitlines()
+                 if "t1-native-comcl vs t1-native-baseline" in li)
+    assert claim.endswith("| **decided for** |"), claim
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    monkeypatch.chdir(empty)
+    res = CliRunner().invoke(paper_tables.cli, ["export", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no DVC experiment to export" in res.output

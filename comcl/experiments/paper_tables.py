@@ -4,6 +4,8 @@
         [--cells table2] [--preset presets/bench.yaml]       # a subset of cells, a profile
     dvc queue start -j 1                          # run them (dvc queue status to follow)
     python -m comcl.experiments.paper_tables render --claims > docs/results.md
+    python -m comcl.experiments.paper_tables export docs/grids/NAME   # keep them in git
+    python -m comcl.experiments.paper_tables render --claims --from-dir docs/grids/NAME
 
 Seeds are a grid axis: ``--seeds N`` queues each cell as ``<cell>-s0`` .. ``<cell>-s<N-1>``
 with ``pretrain.seed`` and ``finetune.seed`` set to k (the data, the detector and the
@@ -18,7 +20,10 @@ and ``pretrain.levels.*``. Methods: baseline = no pretraining (``pretrain.method
 basic CL = SimCLR instance discrimination, CoMCL = all three levels with SPL. Table 3's
 CoMCL_v1..v3 read as level subsets: v1 = L2 (lesion level: HL vs HH), v2 = L1 + L2
 (+ quality level), v3 = L1 + L2 + L3 (the full method). ``render`` reads
-``dvc exp show --all-commits --json`` (the newest run of each name) and lays the tables
+``dvc exp show --all-commits --json`` (the newest run of each name), or a folder written
+by ``export`` (one sub-folder per experiment with its metrics, per-image predictions and
+params: DVC experiments are local git refs that a fresh clone does not have, so a grid
+whose results should outlive the checkout is exported and committed), and lays the tables
 out like the paper's, with the paper's EyeQ numbers beside ours. The paper's Table 2
 header reads "ACC | Kappa" but its CoMCL row equals Table 1's Kappa | ACC; we print it
 in Table 1's order.
@@ -29,6 +34,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
@@ -214,6 +220,52 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
     return "\n".join(lines) + "\n"
 
 
+# what ``export`` keeps of each experiment: everything ``render`` and ``compare`` read
+EXPORTED = ("params.yaml", "metrics/eval.json", "metrics/pretrain.json",
+            "metrics/linear_probe.json", "metrics/predictions.parquet",
+            "metrics/linear_probe_predictions.parquet")
+JSON_FILES = ("metrics/eval.json", "metrics/pretrain.json", "metrics/linear_probe.json")
+
+
+def experiment_refs(cwd: Path = Path(".")) -> dict[str, str]:
+    """{experiment name: commit} of the local DVC experiments (the newest of each name)."""
+    out = subprocess.run(["git", "for-each-ref", "--sort=creatordate",
+                          "--format=%(refname) %(objectname)", "refs/exps"], cwd=cwd,
+                         capture_output=True, text=True, check=True).stdout
+    refs = {}
+    for line in out.splitlines():
+        ref, rev = line.split()
+        refs[ref.rsplit("/", 1)[-1]] = rev   # sorted oldest first: the newest wins
+    return refs
+
+
+def export(dest: Path, prefix: str = "", cwd: Path = Path(".")) -> list[str]:
+    """Write ``dest/<name>/<file>`` for each file of ``EXPORTED`` that each experiment
+    (whose name starts with ``prefix``) holds; returns the names written."""
+    written = []
+    for name, rev in sorted(experiment_refs(cwd).items()):
+        if not name.startswith(prefix):
+            continue
+        for file in EXPORTED:
+            blob = subprocess.run(["git", "show", f"{rev}:{file}"], cwd=cwd,
+                                  capture_output=True)
+            if blob.returncode:
+                continue   # e.g. the baseline has no pretrain.json
+            target = dest / name / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            tmp.write_bytes(blob.stdout)
+            tmp.replace(target)
+        written.append(name)
+    return written
+
+
+def read_dir(src: Path, file: str) -> dict[str, dict]:
+    """{experiment name: data of metrics ``file``} from a folder written by ``export``."""
+    return {d.name: json.loads((d / file).read_text())
+            for d in sorted(src.iterdir()) if (d / file).is_file()}
+
+
 @click.group(help=__doc__.split("\n\n")[0])
 def cli():
     pass
@@ -246,27 +298,46 @@ def queue(seeds, cells, preset, extra, prefix, dry_run):
         click.echo("queued; run them with: dvc queue start -j 1   (follow: dvc queue status)")
 
 
+@cli.command("export", help="Copy each local DVC experiment's metrics, per-image "
+             "predictions and params into DEST/<name>/ (commit it: render --from-dir and "
+             "compare read it after the experiments' refs are gone).")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--prefix", default="", help="Only experiments whose names start with this.")
+def export_cmd(dest, prefix):
+    names = export(Path(dest), prefix)
+    if not names:
+        raise click.ClickException("no DVC experiment to export (git for-each-ref refs/exps "
+                                   "is empty: experiments are local to the clone that ran them)")
+    click.echo(f"exported {len(names)} experiment{'s' * (len(names) != 1)} to {dest}")
+
+
 @cli.command("render", help="Render the tables from `dvc exp show --all-commits --json` "
-             "(or a saved copy) as Markdown.")
+             "(or a saved copy, or a folder written by export) as Markdown.")
 @click.option("--from-json", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A saved `dvc exp show --all-commits --json` output instead of running it.")
+@click.option("--from-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder written by `export` (one sub-folder per experiment).")
 @click.option("--claims", is_flag=True, help="Add the claims, decided from the experiments' "
               "per-image predictions (paired bootstrap over images and seeds).")
 @click.option("--bootstrap", default=2000, show_default=True)
 @click.option("--prefix", default="", help="Render the experiments whose names start with "
               "this (queued with queue --prefix), read as the cells they name.")
-def render_cmd(from_json, claims, bootstrap, prefix):
-    if from_json:
-        data = json.loads(open(from_json).read())
+def render_cmd(from_json, from_dir, claims, bootstrap, prefix):
+    if from_dir:
+        found = {f: read_dir(Path(from_dir), f) for f in JSON_FILES}
     else:
-        proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
-                              capture_output=True, text=True, check=True)
-        data = json.loads(proc.stdout)
-    def family(found: dict) -> dict:   # {cell-seed name: data} of the prefix's experiments
-        return {n[len(prefix):]: v for n, v in found.items() if n.startswith(prefix)}
-    results = family(collect(data))
-    sys.stdout.write(render(results, family(collect(data, "metrics/pretrain.json")),
-                            family(collect(data, "metrics/linear_probe.json"))))
+        if from_json:
+            data = json.loads(open(from_json).read())
+        else:
+            proc = subprocess.run(["dvc", "exp", "show", "--all-commits", "--json"],
+                                  capture_output=True, text=True, check=True)
+            data = json.loads(proc.stdout)
+        found = {f: collect(data, f) for f in JSON_FILES}
+    def family(f: str) -> dict:   # {cell-seed name: data} of the prefix's experiments
+        return {n[len(prefix):]: v for n, v in found[f].items() if n.startswith(prefix)}
+    results = family("metrics/eval.json")
+    sys.stdout.write(render(results, family("metrics/pretrain.json"),
+                            family("metrics/linear_probe.json")))
     if claims:
         from comcl.common.errors import DataError
         from comcl.experiments import claims as claims_mod
@@ -275,8 +346,9 @@ def render_cmd(from_json, claims, bootstrap, prefix):
                                 ("linear_probe", "linear probe")):
             loaded = {}
             for name in results:
+                source = str(Path(from_dir) / (prefix + name)) if from_dir else prefix + name
                 try:   # experiments run before the stage wrote predictions are left out
-                    loaded[name] = load_run(prefix + name, file=PROTOCOLS[protocol])
+                    loaded[name] = load_run(source, file=PROTOCOLS[protocol])
                 except DataError as exc:
                     print(f"claims ({protocol}): left out {name}: {exc}", file=sys.stderr)
             sys.stdout.write(f"\n## The paper's claims, {title} (paired, over test images "
