@@ -88,7 +88,7 @@ def test_render_takes_the_newest_run_of_each_name(tmp_path):
     assert row == ("| CoMCL | native | 0.400 [0.300, 0.500] | 0.500 | 0.400 [0.300, 0.500] "
                    "| 0.884 | 0.872 |")
     assert "| CoMCL w/o SPL | 0.300 [0.200, 0.400] |" in res.output
-    assert "| n/a | 0.868 | 0.860 |" in res.output   # no pretrain.json: no probe
+    assert "| n/a | n/a | 0.868 | 0.860 |" in res.output   # no pretrain.json: no probe
     v1 = next(li for li in res.output.splitlines() if li.startswith("| CoMCL_v1"))
     assert "n/a" in v1   # queued, not yet run
     # a prefixed family is read as the cells it names, and only it
@@ -108,7 +108,14 @@ def test_probe_column_reads_pretrain_metrics():
                                                "probe_last": {"accuracy": 0.68}}}}}}]}]}]
     probes = paper_tables.collect(show, "metrics/pretrain.json")
     out = paper_tables.render({}, probes)
-    assert "| CoMCL w/o SPL | n/a | n/a | n/a | 0.610 -> 0.680 | 0.868 | 0.860 |" in out
+    assert "| CoMCL w/o SPL | n/a | n/a | n/a | 0.610 -> 0.680 | n/a | 0.868 | 0.860 |" in out
+    # several seeds: the mean; held-out loss / chance per enabled level
+    last = lambda acc, l2: {"accuracy": acc, "heldout": {  # noqa: E731
+        "l1": {"ratio": 0.5}, "l2": {"ratio": l2}}}
+    seeds = {"t3-v2-s0": {"probe_first": {"accuracy": 0.6}, "probe_last": last(0.7, 0.9)},
+             "t3-v2-s1": {"probe_first": {"accuracy": 0.6}, "probe_last": last(0.8, 1.1)}}
+    out = paper_tables.render({}, seeds)
+    assert "| CoMCL_v2 (L1 + L2) | n/a | n/a | n/a | 0.600 -> 0.750 | 0.50 / 1.00 / — |" in out
 
 
 def test_linear_probe_table_reads_linear_probe_metrics_per_quality():

@@ -148,12 +148,29 @@ def collect(show_json, file: str = "metrics/eval.json") -> dict[str, dict]:
     return out
 
 
-def _probe(pretrain: dict | None) -> str:
-    """The encoder's lesion-vs-healthy kNN probe accuracy before -> after pretraining."""
-    first, last = ((pretrain or {}).get(k) or {} for k in ("probe_first", "probe_last"))
-    if "accuracy" not in last:
+def _probe(runs: list[dict] | dict | None) -> str:
+    """The encoder's lesion-vs-healthy kNN probe accuracy before -> after pretraining
+    (mean over seeds)."""
+    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    pairs = [((r.get("probe_first") or {}).get("accuracy", float("nan")),
+              r["probe_last"]["accuracy"]) for r in runs
+             if "accuracy" in (r.get("probe_last") or {})]
+    if not pairs:
         return "n/a"
-    return f"{first.get('accuracy', float('nan')):.3f} -> {last['accuracy']:.3f}"
+    first, last = np.mean(pairs, axis=0)
+    return f"{first:.3f} -> {last:.3f}"
+
+
+def _heldout(runs: list[dict] | dict | None) -> str:
+    """Each enabled level's held-out loss / chance at the end of pretraining (mean over
+    seeds; 1 = chance, lower = the objective is learned), e.g. ``0.59 / 1.09 / 1.12``."""
+    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    out = []
+    for level in ("l1", "l2", "l3"):
+        vals = [r["probe_last"]["heldout"][level]["ratio"] for r in runs
+                if level in ((r.get("probe_last") or {}).get("heldout") or {})]
+        out.append(f"{np.mean(vals):.2f}" if vals else "—")
+    return "n/a" if set(out) == {"—"} else " / ".join(out)
 
 
 def group(results: dict) -> dict[str, list]:
@@ -184,7 +201,7 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
     (``metrics/linear_probe.json``) Table 2 again under the linear-probe protocol."""
     results = group(results)
     linear = group(linear or {})
-    probes = {c: runs[-1] for c, runs in group(probes or {}).items()}
+    probes = group(probes or {})
     lines = ["## Table 1: low-quality ratio x method (test set, overall)", "",
              "| method | ratio | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
              "| paper kappa | paper acc |",
@@ -201,13 +218,14 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
                         ("Table 3: level subsets (native ratio)", TABLE3)):
         lines += ["", f"## {title}", "",
                   "| method | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
-                  "| kNN probe | paper kappa | paper acc |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| kNN probe | held-out loss / chance, L1 / L2 / L3 | paper kappa | paper acc |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for label, exp, paper in rows:
             r = results.get(exp)
             lines.append(f"| {label} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
-                         f"| {_probe(probes.get(exp))} | {paper[0]:.3f} | {paper[1]:.3f} |")
+                         f"| {_probe(probes.get(exp))} | {_heldout(probes.get(exp))} "
+                         f"| {paper[0]:.3f} | {paper[1]:.3f} |")
     if any(linear.get(exp) for _, exp, _ in TABLE2):
         lines += ["", "## Table 2, linear probe (frozen encoder + logistic regression)", "",
                   "| method | kappa | accuracy | kappa, high-quality images "
