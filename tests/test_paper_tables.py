@@ -185,11 +185,15 @@ def test_export_keeps_each_experiments_results_and_render_reads_the_folder(tmp_p
     y = np.arange(20) % 5
     _commit_experiment(repo, "t1-native-baseline-s0", 0.3, y, (y + 1) % 5, 1)
     _commit_experiment(repo, "t1-native-comcl-s0", 0.8, y, y, 2)
+    subprocess.run(["git", "update-ref", "refs/exps/celery/stash", "HEAD"], cwd=repo,
+                   check=True)   # the queue's own ref: not an experiment
     monkeypatch.chdir(repo)
     dest = tmp_path / "grid"
     res = CliRunner().invoke(paper_tables.cli, ["export", str(dest)])
     assert res.exit_code == 0, res.output
     assert "exported 2 experiments" in res.output
+    assert sorted(p.name for p in dest.iterdir()) == ["t1-native-baseline-s0",
+                                                       "t1-native-comcl-s0"]
     comcl = dest / "t1-native-comcl-s0"
     assert json.loads((comcl / "metrics" / "eval.json").read_text())["overall"]["kappa"] == 0.8
     assert (comcl / "metrics" / "predictions.parquet").is_file()

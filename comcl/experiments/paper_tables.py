@@ -253,7 +253,10 @@ def experiment_refs(cwd: Path = Path(".")) -> dict[str, str]:
     refs = {}
     for line in out.splitlines():
         ref, rev = line.split()
-        refs[ref.rsplit("/", 1)[-1]] = rev   # sorted oldest first: the newest wins
+        parts = ref.split("/")   # refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
+        if len(parts) != 5 or parts[2] == "celery":
+            continue   # the queue's own refs (refs/exps/celery/stash, ...)
+        refs[parts[-1]] = rev   # sorted oldest first: the newest wins
     return refs
 
 
