@@ -300,7 +300,10 @@ def cli():
               "'table2' for the five of Table 2.")
 @click.option("--preset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A profile (partial params file, e.g. presets/bench.yaml) every "
-                   "experiment sets before its cell's params.")
+                   "experiment sets before its cell's params. One that changes the data or "
+                   "the detector makes every experiment re-train the detector (DVC does not "
+                   "run-cache stages with uncached metrics): for a grid, queue from a branch "
+                   "that ran the profile once (presets/bench.yaml says how).")
 @click.option("-S", "--set", "extra", multiple=True,
               help="key=value for every experiment, after the preset's (repeatable).")
 @click.option("--prefix", default="", help="Start every experiment's name with this "
