@@ -116,6 +116,11 @@ def test_probe_column_reads_pretrain_metrics():
              "t3-v2-s1": {"probe_first": {"accuracy": 0.6}, "probe_last": last(0.8, 1.1)}}
     out = paper_tables.render({}, seeds)
     assert "| CoMCL_v2 (L1 + L2) | n/a | n/a | n/a | 0.600 -> 0.750 | 0.50 / 1.00 / — |" in out
+    part = {"kappa": 0.4}
+    table = paper_tables.runs_table({"t3-v2-s1": {"overall": part, "high_quality": part}},
+                                    seeds, {"t3-v2-s0": {"overall": {"kappa": 0.2}}})
+    assert "| t3-v2-s0 | n/a | n/a | n/a | 0.200 | 0.700 | 0.50 / 0.90 / — |" in table
+    assert "| t3-v2-s1 | 0.400 | 0.400 | n/a | n/a | 0.800 | 0.50 / 1.10 / — |" in table
 
 
 def test_linear_probe_table_reads_linear_probe_metrics_per_quality():
@@ -200,8 +205,9 @@ def test_export_keeps_each_experiments_results_and_render_reads_the_folder(tmp_p
     assert (comcl / "params.yaml").read_text() == "name: t1-native-comcl-s0\n"
     assert not (comcl / "metrics" / "pretrain.json").exists()   # the run had none
     res = CliRunner().invoke(paper_tables.cli, ["render", "--from-dir", str(dest), "--claims",
-                                                "--bootstrap", "50"])
+                                                "--runs", "--bootstrap", "50"])
     assert res.exit_code == 0, res.output
+    assert "| t1-native-comcl-s0 | 0.800 | 0.800 | 0.800 | n/a | n/a | n/a |" in res.output
     assert "| CoMCL | native | 0.800 |" in res.output
     assert "| Baseline (ResNet) | native | 0.300 |" in res.output
     claim = next(li for li in res.output.splitlines()

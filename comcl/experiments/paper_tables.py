@@ -287,6 +287,28 @@ def read_dir(src: Path, file: str) -> dict[str, dict]:
             for d in sorted(src.iterdir()) if (d / file).is_file()}
 
 
+def runs_table(results: dict[str, dict], probes: dict[str, dict] | None = None,
+               linear: dict[str, dict] | None = None) -> str:
+    """One row per experiment (every seed): fine-tuned kappa overall / HQ / LQ, the linear
+    probe's kappa, the encoder's kNN probe after pretraining and its held-out loss / chance
+    per level; what the per-cell means of the tables are made of."""
+    probes, linear = probes or {}, linear or {}
+    lines = ["## Every run (per seed)", "",
+             "| experiment | kappa | HQ | LQ | linear probe kappa | kNN probe "
+             "| held-out loss / chance, L1 / L2 / L3 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def kappa(m: dict | None, part: str) -> str:
+        v = ((m or {}).get(part) or {}).get("kappa")
+        return "n/a" if v is None else f"{v:.3f}"
+    for name in sorted(set(results) | set(linear), key=lambda n: (cell_of(n), n)):
+        r, p = results.get(name), probes.get(name)
+        knn = ((p or {}).get("probe_last") or {}).get("accuracy")
+        lines.append(f"| {name} | {kappa(r, 'overall')} | {kappa(r, 'high_quality')} | "
+                     f"{kappa(r, 'low_quality')} | {kappa(linear.get(name), 'overall')} | "
+                     f"{'n/a' if knn is None else f'{knn:.3f}'} | {_heldout(p)} |")
+    return "\n".join(lines) + "\n"
+
+
 @click.group(help=__doc__.split("\n\n")[0])
 def cli():
     pass
@@ -343,10 +365,12 @@ def export_cmd(dest, prefix):
               help="A folder written by `export` (one sub-folder per experiment).")
 @click.option("--claims", is_flag=True, help="Add the claims, decided from the experiments' "
               "per-image predictions (paired bootstrap over images and seeds).")
+@click.option("--runs", is_flag=True, help="Add a table with every run (each seed): "
+              "kappa per quality, linear probe, kNN probe, held-out loss / chance.")
 @click.option("--bootstrap", default=2000, show_default=True)
 @click.option("--prefix", default="", help="Render the experiments whose names start with "
               "this (queued with queue --prefix), read as the cells they name.")
-def render_cmd(from_json, from_dir, claims, bootstrap, prefix):
+def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefix):
     if from_dir:
         found = {f: read_dir(Path(from_dir), f) for f in JSON_FILES}
     else:
@@ -362,6 +386,9 @@ def render_cmd(from_json, from_dir, claims, bootstrap, prefix):
     results = family("metrics/eval.json")
     sys.stdout.write(render(results, family("metrics/pretrain.json"),
                             family("metrics/linear_probe.json")))
+    if runs:
+        sys.stdout.write("\n" + runs_table(results, family("metrics/pretrain.json"),
+                                           family("metrics/linear_probe.json")))
     if claims:
         from comcl.common.errors import DataError
         from comcl.experiments import claims as claims_mod
