@@ -38,6 +38,7 @@ import numpy as np
 from comcl.common.errors import DataError
 from comcl.diagnosis import predictions
 from comcl.diagnosis.metrics import grading_from_confusion
+from comcl.experiments.exp_refs import experiment_refs
 
 PARTS = {"overall": None, "high_quality": "high", "low_quality": "low"}
 METRICS = ("kappa", "accuracy")
@@ -95,12 +96,9 @@ def _open(source: str, cwd: Path, file: Path):
 
 def _resolve_rev(name: str, cwd: Path) -> str:
     """A DVC experiment name (refs/exps/.../<name>, the newest) or any git revision."""
-    refs = subprocess.run(["git", "for-each-ref", "--sort=-creatordate",
-                           "--format=%(refname) %(objectname)", "refs/exps"], cwd=cwd,
-                          capture_output=True, text=True).stdout.split("\n")
-    for line in refs:
-        if line and line.split()[0].rsplit("/", 1)[-1] == name:
-            return line.split()[1]
+    refs = experiment_refs(cwd)
+    if name in refs:
+        return refs[name]
     rev = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
                          cwd=cwd, capture_output=True, text=True)
     if rev.returncode:

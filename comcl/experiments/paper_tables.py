@@ -39,6 +39,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from comcl.experiments.exp_refs import experiment_refs
+
 BASE = {"degrade.target_ratio": "null", "pretrain.method": "comcl", "spl.enabled": "true",
         "pretrain.levels.l1": "true", "pretrain.levels.l2": "true", "pretrain.levels.l3": "true"}
 RATIOS = {"native": "null", "70": "0.7", "100": "1.0"}
@@ -243,21 +245,6 @@ EXPORTED = ("params.yaml", "metrics/eval.json", "metrics/pretrain.json",
             "metrics/linear_probe.json", "metrics/predictions.parquet",
             "metrics/linear_probe_predictions.parquet")
 JSON_FILES = ("metrics/eval.json", "metrics/pretrain.json", "metrics/linear_probe.json")
-
-
-def experiment_refs(cwd: Path = Path(".")) -> dict[str, str]:
-    """{experiment name: commit} of the local DVC experiments (the newest of each name)."""
-    out = subprocess.run(["git", "for-each-ref", "--sort=creatordate",
-                          "--format=%(refname) %(objectname)", "refs/exps"], cwd=cwd,
-                         capture_output=True, text=True, check=True).stdout
-    refs = {}
-    for line in out.splitlines():
-        ref, rev = line.split()
-        parts = ref.split("/")   # refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
-        if len(parts) != 5 or parts[2] == "celery":
-            continue   # the queue's own refs (refs/exps/celery/stash, ...)
-        refs[parts[-1]] = rev   # sorted oldest first: the newest wins
-    return refs
 
 
 def export(dest: Path, prefix: str = "", cwd: Path = Path(".")) -> list[str]:
