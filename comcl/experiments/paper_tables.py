@@ -39,6 +39,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from comcl.common.atomic import atomic_file
 from comcl.experiments.exp_refs import experiment_refs
 
 BASE = {"degrade.target_ratio": "null", "pretrain.method": "comcl", "spl.enabled": "true",
@@ -150,10 +151,15 @@ def collect(show_json, file: str = "metrics/eval.json") -> dict[str, dict]:
     return out
 
 
+def _as_runs(runs: list[dict] | dict | None) -> list[dict]:
+    """One run (a dict), a cell's runs (a list) or none, as a list."""
+    return [runs] if isinstance(runs, dict) else (runs or [])
+
+
 def _probe(runs: list[dict] | dict | None) -> str:
     """The encoder's lesion-vs-healthy kNN probe accuracy before -> after pretraining
     (mean over seeds)."""
-    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    runs = _as_runs(runs)
     pairs = [((r.get("probe_first") or {}).get("accuracy", float("nan")),
               r["probe_last"]["accuracy"]) for r in runs
              if "accuracy" in (r.get("probe_last") or {})]
@@ -166,7 +172,7 @@ def _probe(runs: list[dict] | dict | None) -> str:
 def _heldout(runs: list[dict] | dict | None) -> str:
     """Each enabled level's held-out loss / chance at the end of pretraining (mean over
     seeds; 1 = chance, lower = the objective is learned), e.g. ``0.59 / 1.09 / 1.12``."""
-    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    runs = _as_runs(runs)
     out = []
     for level in ("l1", "l2", "l3"):
         vals = [r["probe_last"]["heldout"][level]["ratio"] for r in runs
@@ -185,7 +191,7 @@ def group(results: dict) -> dict[str, list]:
 
 def _cell(runs: list[dict] | dict | None, part: str, key: str) -> str:
     """One run: value [95% CI]; several (seeds): mean ± sd (n)."""
-    runs = [runs] if isinstance(runs, dict) else (runs or [])
+    runs = _as_runs(runs)
     vals = [r[part][key] for r in runs if part in r and key in r[part]]
     if not vals:
         return "n/a"
@@ -260,10 +266,8 @@ def export(dest: Path, prefix: str = "", cwd: Path = Path(".")) -> list[str]:
             if blob.returncode:
                 continue   # e.g. the baseline has no pretrain.json
             target = dest / name / file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(target.suffix + ".tmp")
-            tmp.write_bytes(blob.stdout)
-            tmp.replace(target)
+            with atomic_file(target) as tmp:   # it makes the parent folders
+                tmp.write_bytes(blob.stdout)
         written.append(name)
     return written
 
