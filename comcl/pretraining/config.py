@@ -30,6 +30,7 @@ class PretrainConfig:
     quality_view_p: float = 0.5
     quality_view_severity: float = 1.0
     head_out_bn: bool = False
+    memory: int = 0
     moco_queue: int = 1024
     moco_momentum: float = 0.99
     probe_every: int = 1
@@ -67,6 +68,7 @@ class PretrainConfig:
             quality_view_p=p.number("pretrain.quality_view_p", 0.0, 1.0),
             quality_view_severity=p.number("pretrain.quality_view_severity", 0.0, 2.0),
             head_out_bn=p.boolean("pretrain.head_out_bn", default=False),
+            memory=p.integer("pretrain.memory", lo=0, hi=65536, default=0),
             moco_queue=p.integer("pretrain.moco.queue", lo=1),
             moco_momentum=p.number("pretrain.moco.momentum", 0.0, 1.0),
             probe_every=p.integer("pretrain.probe_every", lo=1),

@@ -82,8 +82,11 @@ def spl_select(logits: torch.Tensor, neg: torch.Tensor, k: torch.Tensor | int,
     return (rank < k) & neg
 
 
-def level_masks(pool: torch.Tensor, instance: torch.Tensor, level: str):
-    """(anchor rows, positive mask, negative mask) of a level over all views."""
+def level_masks(pool: torch.Tensor, instance: torch.Tensor, level: str,
+                anchor_rows: int | None = None):
+    """(anchor rows, positive mask, negative mask) of a level over all views; with
+    ``anchor_rows``, only the first ``anchor_rows`` views can be anchors (the others are a
+    memory bank's: positives and negatives only)."""
     n = pool.numel()
     eye = torch.eye(n, dtype=torch.bool, device=pool.device)
     same_patch = (instance[:, None] == instance[None, :]) & ~eye
@@ -102,21 +105,34 @@ def level_masks(pool: torch.Tensor, instance: torch.Tensor, level: str):
             ~same_patch & ~eye
     else:
         raise ValueError(f"unknown level {level!r}")
+    if anchor_rows is not None:
+        anchors = anchors & (torch.arange(n, device=pool.device) < anchor_rows)
     return anchors, pos[anchors], neg[anchors]
 
 
 def level_loss(z: torch.Tensor, pool: torch.Tensor, instance: torch.Tensor, level: str,
-               temperature: float, spl: dict | None = None) -> tuple[torch.Tensor, dict]:
+               temperature: float, spl: dict | None = None,
+               bank: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
     """One level's loss on L2-normalised embeddings ``z`` (V, D), and its statistics.
 
     ``spl``: None (all negatives), or {"step", "total_steps", "min_fraction", "order"} and
-    optionally "ramp_fraction".
+    optionally "ramp_fraction". ``bank``: (embeddings (M, D), pool ids (M,)) of earlier
+    steps' views, detached (``comcl.pretraining.memory``): extra positives and negatives by
+    pool for this batch's anchors, never anchors, never an anchor's own patch; a pool id
+    of -1 is an empty slot.
     """
-    anchors, pos, neg = level_masks(pool, instance, level)
+    rows = None
+    zf = z.float()
+    if bank is not None and bank[1].numel():
+        rows = z.shape[0]
+        zf = torch.cat([zf, bank[0].float()])
+        pool = torch.cat([pool, bank[1].to(pool.dtype)])
+        instance = torch.cat([instance, -1 - torch.arange(bank[1].numel(), device=pool.device,
+                                                          dtype=instance.dtype)])
+    anchors, pos, neg = level_masks(pool, instance, level, rows)
     stats = {"anchors": int(anchors.sum()), "negatives": 0, "k": 0}
     if not bool(anchors.any()):
         return z.sum() * 0.0, stats
-    zf = z.float()
     with torch.autocast(device_type=z.device.type, enabled=False):
         logits = zf[anchors] @ zf.T / temperature
     n_neg = int(neg.sum(1).max())

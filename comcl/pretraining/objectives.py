@@ -17,6 +17,7 @@ from torch import nn
 from comcl.common import distributed
 from comcl.pretraining import contrastive
 from comcl.pretraining.config import PretrainConfig
+from comcl.pretraining.memory import ViewMemory
 from comcl.pretraining.moco import MoCo
 
 
@@ -29,32 +30,42 @@ class StepMeta:
 
 
 class LevelObjective(nn.Module):
-    """A weighted sum of contrastive levels on the gathered global batch (DESIGN §4.2)."""
+    """A weighted sum of contrastive levels on the gathered global batch (DESIGN §4.2);
+    with ``memory`` > 0, also against the last ``memory`` views of earlier steps
+    (``comcl.pretraining.memory``), written after each optimiser step."""
 
     def __init__(self, net: nn.Module, terms: list[tuple[str, float]], temperature: float,
-                 spl: dict | None, info: distributed.DistInfo):
+                 spl: dict | None, info: distributed.DistInfo, memory: int = 0,
+                 dim: int = 128, device: torch.device | str = "cpu"):
         super().__init__()
         object.__setattr__(self, "net", net)   # trained and saved by the loop
         self.terms = terms
         self.temperature = temperature
         self.spl = spl          # {"min_fraction", "order"} or None
         self.info = info
+        self.memory = ViewMemory(memory, dim, device) if memory else None
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, views: torch.Tensor, meta: StepMeta) -> tuple[torch.Tensor, dict]:
         z = distributed.gather(self.net(views), self.info)
         spl = None if self.spl is None else {
             "step": meta.step, "total_steps": meta.total_steps, **self.spl}
+        bank = self.memory.bank() if self.memory is not None else None
         total = z.sum() * 0.0
         stats = {}
         for name, weight in self.terms:
             loss, st = contrastive.level_loss(z, meta.pool, meta.instance, name,
-                                              self.temperature, spl)
+                                              self.temperature, spl, bank)
             stats[name] = (loss.detach(), st)
             total = total + weight * loss
+        if self.memory is not None:
+            self._last = (z.detach(), meta.pool)
         return total, stats
 
     def after_step(self) -> None:
-        pass
+        if self.memory is not None and self._last is not None:
+            self.memory.push(*self._last)
+            self._last = None
 
 
 def build(cfg: PretrainConfig, model: nn.Module, net: nn.Module,
@@ -66,4 +77,5 @@ def build(cfg: PretrainConfig, model: nn.Module, net: nn.Module,
     spl = ({"min_fraction": cfg.spl_min_fraction, "order": cfg.spl_order,
             "ramp_fraction": cfg.spl_ramp_fraction}
            if cfg.uses_spl() else None)
-    return LevelObjective(net, cfg.loss_terms(), cfg.temperature, spl, info)
+    return LevelObjective(net, cfg.loss_terms(), cfg.temperature, spl, info, cfg.memory,
+                          device=next(model.parameters()).device)
