@@ -98,3 +98,18 @@ def test_objective_writes_the_memory_after_the_step_and_checkpoints_it():
     assert torch.equal(again.memory.z, obj.memory.z)
     off = LevelObjective(fwd, [("l2", 1.0)], 0.1, None, DistInfo())
     assert len(off.state_dict()) == 0                               # old checkpoints still load
+
+
+def test_memory_with_an_objective_that_ignores_it_is_an_error():
+    import yaml
+    from pathlib import Path
+    from comcl.common.errors import ParamError
+    from comcl.common.params import Params
+    from comcl.pretraining.config import PretrainConfig
+
+    data = yaml.safe_load(Path("params.yaml").read_text())
+    data["pretrain"].update(method="moco", memory=256)
+    with pytest.raises(ParamError, match="pretrain.memory"):
+        PretrainConfig.from_params(Params(data))
+    data["pretrain"].update(method="simclr")
+    assert PretrainConfig.from_params(Params(data)).memory == 256

@@ -51,6 +51,9 @@ class PretrainConfig:
         method = p.choice("pretrain.method", METHODS)
         if method == "comcl" and not any(levels.values()):
             raise ParamError("pretrain.levels", "switches every level off; enable at least one")
+        if method in ("moco", "none") and p.integer("pretrain.memory", default=0):
+            raise ParamError("pretrain.memory", f"applies to the level objectives (comcl, "
+                             f"single_level, simclr), not to pretrain.method {method!r}; set it to 0")
         return cls(
             method=method,
             backbone=p.string("pretrain.backbone"),

@@ -118,8 +118,8 @@ def level_loss(z: torch.Tensor, pool: torch.Tensor, instance: torch.Tensor, leve
     ``spl``: None (all negatives), or {"step", "total_steps", "min_fraction", "order"} and
     optionally "ramp_fraction". ``bank``: (embeddings (M, D), pool ids (M,)) of earlier
     steps' views, detached (``comcl.pretraining.memory``): extra positives and negatives by
-    pool for this batch's anchors, never anchors, never an anchor's own patch; a pool id
-    of -1 is an empty slot.
+    pool for this batch's anchors, never anchors; an earlier view of an anchor's own patch
+    counts by its pool, not as the anchor's other view; a pool id of -1 is an empty slot.
     """
     rows = None
     zf = z.float()
