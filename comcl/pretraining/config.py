@@ -51,7 +51,8 @@ class PretrainConfig:
         method = p.choice("pretrain.method", METHODS)
         if method == "comcl" and not any(levels.values()):
             raise ParamError("pretrain.levels", "switches every level off; enable at least one")
-        if method in ("moco", "none") and p.integer("pretrain.memory", default=0):
+        memory = p.integer("pretrain.memory", lo=0, hi=65536, default=0)
+        if method in ("moco", "none") and memory:
             raise ParamError("pretrain.memory", f"applies to the level objectives (comcl, "
                              f"single_level, simclr), not to pretrain.method {method!r}; set it to 0")
         return cls(
@@ -71,7 +72,7 @@ class PretrainConfig:
             quality_view_p=p.number("pretrain.quality_view_p", 0.0, 1.0),
             quality_view_severity=p.number("pretrain.quality_view_severity", 0.0, 2.0),
             head_out_bn=p.boolean("pretrain.head_out_bn", default=False),
-            memory=p.integer("pretrain.memory", lo=0, hi=65536, default=0),
+            memory=memory,
             moco_queue=p.integer("pretrain.moco.queue", lo=1),
             moco_momentum=p.number("pretrain.moco.momentum", 0.0, 1.0),
             probe_every=p.integer("pretrain.probe_every", lo=1),
