@@ -120,3 +120,23 @@ def test_labels_per_box_top_returns_one_box_per_proposal_with_the_same_weights()
         assert same.any()
     with pytest.raises(ParamError, match="detector.labels_per_box"):
         _cfg(labels_per_box="two")
+
+
+def test_roi_context_pools_a_small_box_as_its_enlarged_window_and_leaves_large_ones():
+    from comcl.detection.context_roi import ContextRoIAlign, expand_to_min_side
+    from torchvision.ops import MultiScaleRoIAlign
+
+    boxes = torch.tensor([[10.0, 10.0, 14.0, 16.0], [0.0, 0.0, 40.0, 40.0]])
+    grown = expand_to_min_side(boxes, 16)
+    assert grown.tolist() == [[4.0, 5.0, 20.0, 21.0], [0.0, 0.0, 40.0, 40.0]]
+    assert torch.equal(expand_to_min_side(boxes, 0), boxes)
+    feats = {"0": torch.randn(1, 8, 16, 16), "1": torch.randn(1, 8, 8, 8)}
+    pool, plain = ContextRoIAlign(16), MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
+    assert torch.allclose(pool(feats, [boxes], [(64, 64)]), plain(feats, [grown], [(64, 64)]))
+    assert type(det.build(_cfg()).roi_heads.box_roi_pool) is MultiScaleRoIAlign
+    model = det.build(_cfg(roi_context=24)).eval()
+    assert model.roi_heads.box_roi_pool.min_side == 24
+    with torch.inference_mode():
+        assert len(model([torch.zeros(3, 64, 64)])) == 1
+    with pytest.raises(ParamError, match="roi_context"):
+        _cfg(roi_context=-1)

@@ -18,6 +18,9 @@ size per level as torchvision does, or e.g. two: 4,6 | 8,12 | ... | 64,128) inst
 every size on every level. Both default to the earlier layout (stride 8, every size on
 every level).
 
+``detector.roi_context: N`` pools each box enlarged to at least N px (``context_roi``), so
+the box head sees a lesion's size and surroundings (0: torchvision's pooling).
+
 ``detector.labels_per_box: top`` gives each proposal only its most probable class
 (``top_label``); ``all`` is torchvision's output, a box per class above 0.01.
 
@@ -47,6 +50,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from comcl.common.errors import DataError, ParamError
 from comcl.common.params import Params
 from comcl.detection import top_label
+from comcl.detection.context_roi import ContextRoIAlign
 
 ARCHS = ("mobilenet_v3", "resnet18", "resnet50")
 PREPROCESS = ("none", "local_contrast")
@@ -69,6 +73,7 @@ class DetectorConfig:
     anchors_per_level: bool = False
     preprocess: str = "none"
     labels_per_box: str = "all"
+    roi_context: int = 0
 
     @property
     def levels(self) -> int:
@@ -101,6 +106,7 @@ class DetectorConfig:
             preprocess=p.choice("detector.preprocess", PREPROCESS, default="none"),
             labels_per_box=p.choice("detector.labels_per_box", top_label.LABELS_PER_BOX,
                                     default="all"),
+            roi_context=p.integer("detector.roi_context", lo=0, hi=1024, default=0),
         )
         if cfg.finest_stride not in FINEST_STRIDES:
             raise ParamError("detector.finest_stride",
@@ -139,6 +145,7 @@ def build(cfg: DetectorConfig) -> FasterRCNN:
     channels = backbone.out_channels
     model = FasterRCNN(
         backbone, num_classes=None, rpn_anchor_generator=anchors,
+        box_roi_pool=ContextRoIAlign(cfg.roi_context) if cfg.roi_context else None,
         box_head=TwoMLPHead(channels * 7 * 7, BOX_HEAD_DIM),
         box_predictor=FastRCNNPredictor(BOX_HEAD_DIM, len(cfg.classes) + 1),
         min_size=cfg.image_size, max_size=cfg.image_size,
