@@ -41,6 +41,35 @@ def test_logistic_regression_picks_c_by_cross_validation_and_separates_classes()
     assert prob.shape == (4, 5) and np.allclose(prob.sum(1), 1) and (prob[:, 3:] == 0).all()
 
 
+def test_kappa_scoring_picks_the_c_with_the_best_mean_fold_kappa_of_a_naive_loop():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import cohen_kappa_score
+    from sklearn.model_selection import StratifiedKFold
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2, 3, 4], 16)
+    x = rng.normal(size=(80, 40)) + 0.6 * y[:, None] * (np.arange(40) < 3)
+    cs = [1e-4, 1e-2, 1.0]
+    model = linear_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="kappa")
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=1).split(x, y))
+    mean = {c: np.mean([cohen_kappa_score(
+        y[te], LogisticRegression(C=c, max_iter=2000).fit(x[tr], y[tr]).predict(x[te]),
+        weights="quadratic") for tr, te in folds]) for c in cs}
+    assert model.C == max(cs, key=lambda c: mean[c])
+    # log loss is a different criterion on the same folds: here it prefers another C
+    assert linear_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="log_loss").C != model.C
+
+
+def test_an_unknown_scoring_is_a_param_error_naming_the_key(tiny_models, tmp_path):
+    from comcl.common.errors import ParamError
+    base = json.loads(json.dumps(Params.load(tiny_models / "params.yaml").data))
+    params = Params(deep_update(base, {"linear_probe": {"scoring": "accuracy"}}))
+    with pytest.raises(ParamError, match="linear_probe.scoring"):
+        linear_probe.run(params, tiny_models / "splits", tiny_models / "degraded",
+                         tiny_models / "encoder.pt", tmp_path / "lp.json", workers=1,
+                         progress=False)
+    assert not (tmp_path / "lp.json").exists()
+
+
 def test_linear_probe_stage_reports_test_metrics_per_quality(tiny_models, tmp_path):
     base = json.loads(json.dumps(Params.load(tiny_models / "params.yaml").data))
     params = Params(deep_update(base, {"linear_probe": {

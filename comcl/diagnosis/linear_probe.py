@@ -6,7 +6,9 @@ that an encoder pretrained on patches is read at whole-image statistics; then it
 features of the training and test images at ``linear_probe.image_size`` are standardised
 (on train) and a logistic regression is fitted on the training images, its inverse
 regularisation C chosen from ``linear_probe.Cs`` by stratified ``linear_probe.cv_folds``-fold
-cross-validation (log loss) on the training images only (never on validation or test images);
+cross-validation on the training images only (never on validation or test images), scored by
+``linear_probe.scoring`` (``SCORINGS``: ``log_loss`` or the task's own ``kappa``, quadratic
+weighted for grading; docs/benchmark.md measures both);
 multi-label data: one such regression per label. ``linear_probe.class_weights``
 (``none`` | ``balanced``) as ``finetune.class_weights``. ``linear_probe.label_fraction`` probes
 with a stratified fraction of the training images (``comcl.diagnosis.label_fraction``).
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score, make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -58,11 +61,19 @@ def reestimate_batchnorm(backbone: nn.Module, images: np.ndarray, size: int,
     backbone.eval()
 
 
+# How a C is scored in cross-validation. log_loss rewards calibrated probabilities: with
+# weak features it picks the smallest C, whose near-uniform probabilities make argmax
+# close to random; kappa scores the decisions the test metric scores.
+SCORINGS = {"log_loss": "neg_log_loss",
+            "kappa": make_scorer(cohen_kappa_score, weights="quadratic")}
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed: int,
-                 class_weight: str | None = None):
-    """A logistic regression with C chosen by stratified cross-validation on (x, y); a
-    fixed C (the middle of ``cs``) when some class has fewer than 2 images (no fold can
-    hold it out). ``class_weight``: None or ``"balanced"`` (scikit-learn's)."""
+                 class_weight: str | None = None, scoring: str = "log_loss"):
+    """A logistic regression with C chosen by stratified cross-validation on (x, y),
+    scored by ``SCORINGS[scoring]``; a fixed C (the middle of ``cs``) when some class has
+    fewer than 2 images (no fold can hold it out). ``class_weight``: None or
+    ``"balanced"`` (scikit-learn's)."""
     counts = np.unique(y, return_counts=True)[1]
     k = int(min(folds, counts.min())) if len(counts) > 1 else 0
     with warnings.catch_warnings():
@@ -76,7 +87,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed
         cv = StratifiedKFold(k, shuffle=True, random_state=seed)
         search = GridSearchCV(LogisticRegression(max_iter=2000, class_weight=class_weight),
                               {"C": list(cs)}, cv=cv,
-                              scoring="neg_log_loss").fit(x, y)
+                              scoring=SCORINGS[scoring]).fit(x, y)
         return search.best_estimator_
 
 
@@ -88,6 +99,25 @@ def class_probabilities(model, x: np.ndarray, classes: np.ndarray, k: int) -> np
         return prob
     prob[:, model.classes_.astype(int)] = model.predict_proba(x)
     return prob
+
+
+def features(encoder: str | Path, info: dict, degraded: Path, train, test, size: int,
+             place: Placement, workers: int | None = None, progress: bool = True):
+    """(classifier config, standardised training features, test features): the frozen
+    encoder's pooled features at ``size`` after its BatchNorm statistics are re-estimated
+    on the training images; the scaler is fitted on the training features."""
+    model = classifier.from_encoder(encoder, info["task"], info["classes"], "ce", size)
+    cfg, backbone = model.cfg, model.backbone.to(place.device)
+    store = degraded / paths.IMAGES
+    with resized(store, train["image_id"].tolist(), size, workers,
+                 "linear_probe: train images", progress) as images:
+        reestimate_batchnorm(backbone, images.array, size, place)
+        f_train = predict(backbone, images.array, size, place).numpy()
+    with resized(store, test["image_id"].tolist(), size, workers,
+                 "linear_probe: test images", progress) as images:
+        f_test = predict(backbone, images.array, size, place).numpy()
+    scaler = StandardScaler().fit(f_train)
+    return cfg, scaler.transform(f_train), scaler.transform(f_test)
 
 
 def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str | Path,
@@ -102,6 +132,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
                             default="none")
     class_weight = None if weights == "none" else weights
+    scoring = params.choice("linear_probe.scoring", tuple(SCORINGS), default="log_loss")
     if not cs:
         raise params.error("linear_probe.Cs", "must list at least one value")
     setup_threads()
@@ -113,35 +144,27 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     test = manifest.read(splits / "test.parquet", splits=("test",))
     if test.empty:
         raise DataError(f"{splits}/test.parquet: the test split is empty")
-    model = classifier.from_encoder(encoder, info["task"], info["classes"], "ce", size)
-    cfg, backbone = model.cfg, model.backbone.to(place.device)
-    store = degraded / paths.IMAGES
-    with resized(store, train["image_id"].tolist(), size, workers,
-                 "linear_probe: train images", progress) as images:
-        reestimate_batchnorm(backbone, images.array, size, place)
-        f_train = predict(backbone, images.array, size, place).numpy()
-    with resized(store, test["image_id"].tolist(), size, workers,
-                 "linear_probe: test images", progress) as images:
-        f_test = predict(backbone, images.array, size, place).numpy()
-    scaler = StandardScaler().fit(f_train)
-    x_train, x_test = scaler.transform(f_train), scaler.transform(f_test)
+    cfg, x_train, x_test = features(encoder, info, degraded, train, test, size, place,
+                                    workers, progress)
     y_train, y_test = classifier.targets(train, cfg), classifier.targets(test, cfg)
     chosen = {}
     if cfg.task == "multilabel":
         prob = np.zeros((len(test), len(cfg.classes)))
         for j, name in enumerate(cfg.classes):
-            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed, class_weight)
+            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed, class_weight,
+                              scoring)
             prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
             chosen[name] = _c_of(lr)
         pred = (prob > 0.5).astype(int)
     else:
-        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed, class_weight)
+        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed, class_weight, scoring)
         prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
         pred = prob.argmax(1)
         chosen["C"] = _c_of(lr)
     result = evaluate_predictions(cfg, y_test, pred, prob, test["quality"].to_numpy(),
                                   n_boot, seed)
     result.update(train_images=len(train), label_fraction=fraction, chosen_C=chosen,
+                  scoring=scoring,
                   encoder=cfg.init)
     if predictions_out:   # per-image, as evaluate's: the claims are decided per protocol
         predictions.write(predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob),
