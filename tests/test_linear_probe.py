@@ -90,3 +90,30 @@ def test_linear_probe_stage_reports_test_metrics_per_quality(tiny_models, tmp_pa
     assert {"overall", "high_quality", "low_quality"} <= set(res)
     assert res["overall"]["images"] == 20 and res["chosen_C"]["C"] in (0.1, 1.0)
     assert -1 <= res["overall"]["kappa"] <= 1
+
+
+def test_probe_scoring_writes_what_the_stage_writes_for_each_scoring(tiny_models, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+    from comcl.experiments import probe_scoring
+    lp = {"image_size": 32, "Cs": [0.01, 1.0], "cv_folds": 2, "label_fraction": 1.0,
+          "bootstrap": 20, "seed": 0}
+    base = json.loads(json.dumps(Params.load(tiny_models / "params.yaml").data))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(deep_update(base, {"linear_probe": lp})))
+    res = CliRunner().invoke(probe_scoring.main, [
+        "--params", str(params_file), "--splits", str(tiny_models / "splits"),
+        "--degraded", str(tiny_models / "degraded"),
+        "--encoder", f"tiny={tiny_models / 'encoder.pt'}", "--out-dir", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    for scoring in linear_probe.SCORINGS:
+        stage = linear_probe.run(
+            Params(deep_update(json.loads(json.dumps(base)),
+                               {"linear_probe": {**lp, "scoring": scoring}})),
+            tiny_models / "splits", tiny_models / "degraded", tiny_models / "encoder.pt",
+            tmp_path / f"{scoring}.json", workers=1, progress=False)
+        written = json.loads((tmp_path / "out" / "tiny" / scoring / "linear_probe.json").read_text())
+        assert written == json.loads(json.dumps(stage))
+        assert (tmp_path / "out" / "tiny" / scoring / "linear_probe_predictions.parquet").exists()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert set(report["tiny"]) == set(linear_probe.SCORINGS)

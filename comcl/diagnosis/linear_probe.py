@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -146,31 +147,50 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
         raise DataError(f"{splits}/test.parquet: the test split is empty")
     cfg, x_train, x_test = features(encoder, info, degraded, train, test, size, place,
                                     workers, progress)
-    y_train, y_test = classifier.targets(train, cfg), classifier.targets(test, cfg)
-    chosen = {}
-    if cfg.task == "multilabel":
-        prob = np.zeros((len(test), len(cfg.classes)))
-        for j, name in enumerate(cfg.classes):
-            lr = fit_logistic(x_train, y_train[:, j].astype(int), cs, folds, seed, class_weight,
-                              scoring)
-            prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
-            chosen[name] = _c_of(lr)
-        pred = (prob > 0.5).astype(int)
-    else:
-        lr = fit_logistic(x_train, y_train.astype(int), cs, folds, seed, class_weight, scoring)
-        prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
-        pred = prob.argmax(1)
-        chosen["C"] = _c_of(lr)
-    result = evaluate_predictions(cfg, y_test, pred, prob, test["quality"].to_numpy(),
-                                  n_boot, seed)
-    result.update(train_images=len(train), label_fraction=fraction, chosen_C=chosen,
-                  scoring=scoring,
-                  encoder=cfg.init)
+    probe = Probe(cs, folds, seed, class_weight, scoring)
+    result, frame = probe.report(cfg, x_train, x_test, train, test, n_boot)
+    result.update(label_fraction=fraction)
     if predictions_out:   # per-image, as evaluate's: the claims are decided per protocol
-        predictions.write(predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob),
-                          cfg.task, cfg.classes, predictions_out)
+        predictions.write(frame, cfg.task, cfg.classes, predictions_out)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+@dataclass
+class Probe:
+    """The regression part of the protocol: C by cross-validation (``scoring``), one
+    regression per label for multi-label data."""
+    cs: list[float]
+    folds: int
+    seed: int
+    class_weight: str | None = None
+    scoring: str = "log_loss"
+
+    def fit_predict(self, cfg, x_train, y_train, x_test) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(test predictions, test probabilities, the chosen C per regression)."""
+        fit = lambda y: fit_logistic(x_train, y.astype(int), self.cs, self.folds,  # noqa: E731
+                                     self.seed, self.class_weight, self.scoring)
+        if cfg.task == "multilabel":
+            prob, chosen = np.zeros((len(x_test), len(cfg.classes))), {}
+            for j, name in enumerate(cfg.classes):
+                lr = fit(y_train[:, j])
+                prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
+                chosen[name] = _c_of(lr)
+            return (prob > 0.5).astype(int), prob, chosen
+        lr = fit(y_train)
+        prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
+        return prob.argmax(1), prob, {"C": _c_of(lr)}
+
+    def report(self, cfg, x_train, x_test, train, test, n_boot: int) -> tuple[dict, object]:
+        """(test metrics overall and per quality as ``evaluate`` writes them, the
+        per-image predictions frame)."""
+        y_train, y_test = classifier.targets(train, cfg), classifier.targets(test, cfg)
+        pred, prob, chosen = self.fit_predict(cfg, x_train, y_train, x_test)
+        result = evaluate_predictions(cfg, y_test, pred, prob, test["quality"].to_numpy(),
+                                      n_boot, self.seed)
+        result.update(train_images=len(train), chosen_C=chosen, scoring=self.scoring,
+                      encoder=cfg.init)
+        return result, predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob)
 
 
 def _c_of(model) -> float | None:

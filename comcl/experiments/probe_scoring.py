@@ -1,14 +1,16 @@
 """How the linear probe's C is chosen, measured: one feature pass per encoder, every scoring.
 
     python -m comcl.experiments.probe_scoring --params params.yaml \
-        --encoder v2-s0=/tmp/enc/v2-s0.pt --encoder v3-s0=models/encoder.pt --out report.json
+        --encoder v2-s0=/tmp/enc/v2-s0.pt --encoder v3-s0=models/encoder.pt --out-dir DIR
 
 For each encoder the ``linear_probe`` stage's features (``linear_probe.features``: BatchNorm
 re-estimated on the training images, standardised on train) are computed once; then, for
-each cross-validation scoring in ``linear_probe.SCORINGS``, the C it chooses on the
-training images and the test kappa (overall, high and low quality) of that choice; and, for
-reference, the test kappa of every fixed C of ``linear_probe.Cs`` (which no protocol may
-pick by: it is test data). Grading data only. Prints a table and writes a JSON report.
+each cross-validation scoring in ``linear_probe.SCORINGS``, the stage's regression
+(``linear_probe.Probe``) and its outputs, as the stage would write them with
+``linear_probe.scoring`` set so (``DIR/NAME/SCORING/``: the comparison command reads them);
+with ``--per-c``, for reference, the test kappa of every fixed C of ``linear_probe.Cs``
+(which no protocol may pick by: it is test data). Prints a line per encoder and writes
+``DIR/report.json``.
 """
 from __future__ import annotations
 
@@ -16,41 +18,28 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from comcl.common import manifest
 from comcl.common.atomic import write_text
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier, linear_probe
-from comcl.diagnosis.metrics import grading_metrics
+from comcl.diagnosis import classifier, linear_probe, predictions
+from comcl.diagnosis.label_fraction import label_subset
 from comcl.diagnosis.training_set import read_training
 
 
-def kappas(y: np.ndarray, pred: np.ndarray, quality: np.ndarray, k: int) -> dict:
-    """Quadratic kappa overall and per quality (``HQ`` / ``LQ``)."""
-    out = {"overall": grading_metrics(y, pred, k)["kappa"]}
-    for q, value in (("HQ", "high"), ("LQ", "low")):
-        m = quality == value
-        if m.any():
-            out[q] = grading_metrics(y[m], pred[m], k)["kappa"]
-    return {name: round(v, 4) for name, v in out.items()}
-
-
-def score_encoder(x_train, y_train, x_test, y_test, quality, k: int, cs, folds: int,
-                  seed: int, class_weight) -> dict:
-    """Per scoring: the chosen C and its test kappas; per fixed C: its test kappas."""
-    out = {"by_scoring": {}, "by_C": {}}
-    for name in linear_probe.SCORINGS:
-        model = linear_probe.fit_logistic(x_train, y_train, cs, folds, seed, class_weight, name)
-        prob = linear_probe.class_probabilities(model, x_test, np.unique(y_train), k)
-        out["by_scoring"][name] = {"C": float(model.C),
-                                   **kappas(y_test, prob.argmax(1), quality, k)}
-    for c in cs:
-        model = linear_probe.fit_logistic(x_train, y_train, [c], folds, seed, class_weight)
-        prob = linear_probe.class_probabilities(model, x_test, np.unique(y_train), k)
-        out["by_C"][str(c)] = kappas(y_test, prob.argmax(1), quality, k)
+def fixed_c_kappas(probe: linear_probe.Probe, cfg, x_train, x_test, train, test) -> dict:
+    """Test kappa overall / HQ / LQ of every fixed C (reference only: chosen on test)."""
+    out = {}
+    for c in probe.cs:
+        fixed = linear_probe.Probe([c], probe.folds, probe.seed, probe.class_weight)
+        result, _ = fixed.report(cfg, x_train, x_test, train, test, n_boot=0)
+        out[str(c)] = {q: round(result[k]["kappa"], 4) for q, k in QUALITIES.items()
+                       if k in result}
     return out
+
+
+QUALITIES = {"overall": "overall", "HQ": "high_quality", "LQ": "low_quality"}
 
 
 @click.command()
@@ -61,40 +50,55 @@ def score_encoder(x_train, y_train, x_test, y_test, quality, k: int, cs, folds: 
               type=click.Path(exists=True))
 @click.option("--encoder", "encoders", multiple=True, required=True,
               help="NAME=PATH of an encoder.pt; repeat.")
-@click.option("--out", default=None, help="JSON report.")
-def main(params_path, splits, degraded, encoders, out):
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Writes NAME/SCORING/linear_probe.json and linear_probe_predictions.parquet "
+                   "(what the stage writes with linear_probe.scoring: SCORING) and report.json.")
+@click.option("--per-c/--no-per-c", default=False, show_default=True,
+              help="Also the test kappa of every fixed C (5 more fits per C).")
+def main(params_path, splits, degraded, encoders, out_dir, per_c):
     """Compare the linear probe's C-selection scorings on the same features."""
     params = Params.load(params_path)
     cs = params.number_list("linear_probe.Cs", lo=1e-6)
     folds = params.integer("linear_probe.cv_folds", lo=2)
     seed = params.integer("linear_probe.seed")
     size = params.integer("linear_probe.image_size", lo=32, hi=2048)
+    n_boot = params.integer("linear_probe.bootstrap", lo=0)
+    fraction = params.number("linear_probe.label_fraction", 0.0, 1.0, lo_open=True)
     weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
                             default="none")
     setup_threads()
     place = Placement.resolve(default_device())
-    splits, degraded = Path(splits), Path(degraded)
+    splits, degraded, out_dir = Path(splits), Path(degraded), Path(out_dir)
     info = manifest.read_info(degraded)
-    train, _ = read_training(splits)
+    train = label_subset(read_training(splits)[0], fraction, seed)
     test = manifest.read(splits / "test.parquet", splits=("test",))
     report = {}
     for spec in encoders:
         name, _, path = spec.partition("=")
         cfg, x_train, x_test = linear_probe.features(path, info, degraded, train, test, size,
                                                      place)
-        if cfg.task != "grading":
-            raise click.UsageError(f"{path}: probe_scoring measures grading data only")
-        report[name] = score_encoder(
-            x_train, classifier.targets(train, cfg).astype(int), x_test,
-            classifier.targets(test, cfg).astype(int), test["quality"].to_numpy(),
-            len(cfg.classes), cs, folds, seed, None if weights == "none" else weights)
-        row = report[name]["by_scoring"]
-        click.echo(f"{name}: " + "; ".join(f"{s} C={r['C']:g} kappa {r['overall']:.3f} "
-                                           f"(HQ {r.get('HQ', float('nan')):.3f}, "
-                                           f"LQ {r.get('LQ', float('nan')):.3f})"
-                                           for s, r in row.items()))
-    if out:
-        write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        report[name] = {}
+        for scoring in linear_probe.SCORINGS:
+            probe = linear_probe.Probe(cs, folds, seed, None if weights == "none" else weights,
+                                       scoring)
+            result, frame = probe.report(cfg, x_train, x_test, train, test, n_boot)
+            result.update(label_fraction=fraction)
+            folder = out_dir / name / scoring
+            folder.mkdir(parents=True, exist_ok=True)
+            predictions.write(frame, cfg.task, cfg.classes,
+                              folder / "linear_probe_predictions.parquet")
+            write_text(folder / "linear_probe.json",
+                       json.dumps(result, indent=2, sort_keys=True) + "\n")
+            report[name][scoring] = {"C": result["chosen_C"],
+                                     **{q: round(result[k]["kappa"], 4)
+                                        for q, k in QUALITIES.items() if k in result}}
+        if per_c:
+            report[name]["per_C"] = fixed_c_kappas(probe, cfg, x_train, x_test, train, test)
+        click.echo(f"{name}: " + "; ".join(
+            f"{s} C={r['C']} kappa {r['overall']:.3f} (HQ {r.get('HQ', float('nan')):.3f}, "
+            f"LQ {r.get('LQ', float('nan')):.3f})"
+            for s, r in report[name].items() if s in linear_probe.SCORINGS))
+        write_text(out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
