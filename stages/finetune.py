@@ -17,7 +17,8 @@ from stages.options import (
 @click.command(help="""Fine-tune a ResNet classifier initialised from models/encoder.pt (random
 weights when pretrain.method is none) on the training images (HL+LL+HH+LH) at
 `finetune.image_size`: 5 DR grades with cross-entropy or `finetune.loss: mse`, or the
-8-disease multi-label task with BCE. Keeps the epoch with the best validation kappa.
+8-disease multi-label task with BCE. Keeps what `finetune.select` says: a moving average
+of the weights (ema), the epoch with the best validation kappa (best_val), or the last.
 Writes models/classifier.pt, metrics/finetune.json, dvclive curves and resumable
 checkpoints (models/finetune_ckpt/). Runs under torchrun for DDP. Reads params: finetune.""")
 @params_option
