@@ -8,7 +8,7 @@ from torch import nn
 
 from comcl.common.params import Params
 from comcl.common.placement import Placement
-from comcl.diagnosis import linear_probe
+from comcl.diagnosis import linear_probe, logistic_probe
 from comcl.experiments import compare
 from conftest import deep_update
 
@@ -17,7 +17,7 @@ def test_batchnorm_is_reestimated_to_the_mean_and_variance_over_all_images():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3), dtype=np.uint8)
-    linear_probe.reestimate_batchnorm(net, images, 8, Placement.resolve(torch.device("cpu")),
+    logistic_probe.reestimate_batchnorm(net, images, 8, Placement.resolve(torch.device("cpu")),
                                       batch=3)
     with torch.no_grad():
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
@@ -34,10 +34,10 @@ def test_logistic_regression_picks_c_by_cross_validation_and_separates_classes()
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 30)
     x = rng.normal(size=(90, 5)) + 3 * np.eye(5)[y]
-    model = linear_probe.fit_logistic(x, y, [0.01, 1.0, 100.0], folds=3, seed=0)
+    model = logistic_probe.fit_logistic(x, y, [0.01, 1.0, 100.0], folds=3, seed=0)
     assert model.C in (0.01, 1.0, 100.0)
     assert (model.predict(x) == y).mean() > 0.95
-    prob = linear_probe.class_probabilities(model, x[:4], np.unique(y), 5)
+    prob = logistic_probe.class_probabilities(model, x[:4], np.unique(y), 5)
     assert prob.shape == (4, 5) and np.allclose(prob.sum(1), 1) and (prob[:, 3:] == 0).all()
 
 
@@ -49,14 +49,14 @@ def test_kappa_scoring_picks_the_c_with_the_best_mean_fold_kappa_of_a_naive_loop
     y = np.repeat([0, 1, 2, 3, 4], 16)
     x = rng.normal(size=(80, 40)) + 0.6 * y[:, None] * (np.arange(40) < 3)
     cs = [1e-4, 1e-2, 1.0]
-    model = linear_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="kappa")
+    model = logistic_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="kappa")
     folds = list(StratifiedKFold(4, shuffle=True, random_state=1).split(x, y))
     mean = {c: np.mean([cohen_kappa_score(
         y[te], LogisticRegression(C=c, max_iter=2000).fit(x[tr], y[tr]).predict(x[te]),
         weights="quadratic") for tr, te in folds]) for c in cs}
     assert model.C == max(cs, key=lambda c: mean[c])
     # log loss is a different criterion on the same folds: here it prefers another C
-    assert linear_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="log_loss").C != model.C
+    assert logistic_probe.fit_logistic(x, y, cs, folds=4, seed=1, scoring="log_loss").C != model.C
 
 
 def test_an_unknown_scoring_is_a_param_error_naming_the_key(tiny_models, tmp_path):
@@ -106,7 +106,7 @@ def test_probe_scoring_writes_what_the_stage_writes_for_each_scoring(tiny_models
         "--degraded", str(tiny_models / "degraded"),
         "--encoder", f"tiny={tiny_models / 'encoder.pt'}", "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    for scoring in linear_probe.SCORINGS:
+    for scoring in logistic_probe.SCORINGS:
         stage = linear_probe.run(
             Params(deep_update(json.loads(json.dumps(base)),
                                {"linear_probe": {**lp, "scoring": scoring}})),
@@ -116,4 +116,4 @@ def test_probe_scoring_writes_what_the_stage_writes_for_each_scoring(tiny_models
         assert written == json.loads(json.dumps(stage))
         assert (tmp_path / "out" / "tiny" / scoring / "linear_probe_predictions.parquet").exists()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert set(report["tiny"]) == set(linear_probe.SCORINGS)
+    assert set(report["tiny"]) == set(logistic_probe.SCORINGS)

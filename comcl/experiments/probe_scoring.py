@@ -3,10 +3,10 @@
     python -m comcl.experiments.probe_scoring --params params.yaml \
         --encoder v2-s0=/tmp/enc/v2-s0.pt --encoder v3-s0=models/encoder.pt --out-dir DIR
 
-For each encoder the ``linear_probe`` stage's features (``linear_probe.features``: BatchNorm
+For each encoder the ``linear_probe`` stage's features (``logistic_probe.features``: BatchNorm
 re-estimated on the training images, standardised on train) are computed once; then, for
-each cross-validation scoring in ``linear_probe.SCORINGS``, the stage's regression
-(``linear_probe.Probe``) and its outputs, as the stage would write them with
+each cross-validation scoring in ``logistic_probe.SCORINGS``, the stage's regression
+(``logistic_probe.Probe``) and its outputs, as the stage would write them with
 ``linear_probe.scoring`` set so (``DIR/NAME/SCORING/``: the comparison command reads them);
 with ``--per-c``, for reference, the test kappa of every fixed C of ``linear_probe.Cs``
 (which no protocol may pick by: it is test data). Prints a line per encoder and writes
@@ -23,16 +23,16 @@ from comcl.common import manifest
 from comcl.common.atomic import write_text
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier, linear_probe, predictions
+from comcl.diagnosis import classifier, logistic_probe, predictions
 from comcl.diagnosis.label_fraction import label_subset
 from comcl.diagnosis.training_set import read_training
 
 
-def fixed_c_kappas(probe: linear_probe.Probe, cfg, x_train, x_test, train, test) -> dict:
+def fixed_c_kappas(probe: logistic_probe.Probe, cfg, x_train, x_test, train, test) -> dict:
     """Test kappa overall / HQ / LQ of every fixed C (reference only: chosen on test)."""
     out = {}
     for c in probe.cs:
-        fixed = linear_probe.Probe([c], probe.folds, probe.seed, probe.class_weight)
+        fixed = logistic_probe.Probe([c], probe.folds, probe.seed, probe.class_weight)
         result, _ = fixed.report(cfg, x_train, x_test, train, test, n_boot=0)
         out[str(c)] = {q: round(result[k]["kappa"], 4) for q, k in QUALITIES.items()
                        if k in result}
@@ -75,11 +75,11 @@ def main(params_path, splits, degraded, encoders, out_dir, per_c):
     report = {}
     for spec in encoders:
         name, _, path = spec.partition("=")
-        cfg, x_train, x_test = linear_probe.features(path, info, degraded, train, test, size,
+        cfg, x_train, x_test = logistic_probe.features(path, info, degraded, train, test, size,
                                                      place)
         report[name] = {}
-        for scoring in linear_probe.SCORINGS:
-            probe = linear_probe.Probe(cs, folds, seed, None if weights == "none" else weights,
+        for scoring in logistic_probe.SCORINGS:
+            probe = logistic_probe.Probe(cs, folds, seed, None if weights == "none" else weights,
                                        scoring)
             result, frame = probe.report(cfg, x_train, x_test, train, test, n_boot)
             result.update(label_fraction=fraction)
@@ -97,7 +97,7 @@ def main(params_path, splits, degraded, encoders, out_dir, per_c):
         click.echo(f"{name}: " + "; ".join(
             f"{s} C={r['C']} kappa {r['overall']:.3f} (HQ {r.get('HQ', float('nan')):.3f}, "
             f"LQ {r.get('LQ', float('nan')):.3f})"
-            for s, r in report[name].items() if s in linear_probe.SCORINGS))
+            for s, r in report[name].items() if s in logistic_probe.SCORINGS))
         write_text(out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 

@@ -1,0 +1,146 @@
+"""The linear probe's parts, shared by the ``linear_probe`` stage and
+``comcl.experiments.probe_scoring``: BatchNorm re-estimation on whole images, the frozen
+encoder's standardised features, and the logistic regression with C chosen by
+cross-validation on the training images, scored by ``SCORINGS`` (``Probe``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score, make_scorer
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from comcl.common import paths
+from comcl.common.placement import Placement
+from comcl.diagnosis import classifier, predictions
+from comcl.diagnosis.per_quality import evaluate_predictions
+from comcl.imaging import augment
+from comcl.imaging.image_cache import resized
+from comcl.imaging.inference import predict
+
+
+@torch.no_grad()
+def reestimate_batchnorm(backbone: nn.Module, images: np.ndarray, size: int,
+                         place: Placement, batch: int = 32) -> None:
+    """Running BatchNorm statistics replaced by the cumulative mean / variance over
+    ``images`` (train-mode forward passes; weights untouched)."""
+    bns = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    backbone.train()
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2)
+        with place.autocast():
+            backbone(place.memory_format(augment.plain(x.to(place.device), size)))
+    backbone.eval()
+
+
+# How a C is scored in cross-validation. log_loss rewards calibrated probabilities: with
+# weak features it picks the smallest C, whose near-uniform probabilities make argmax
+# close to random; kappa scores the decisions the test metric scores.
+SCORINGS = {"log_loss": "neg_log_loss",
+            "kappa": make_scorer(cohen_kappa_score, weights="quadratic")}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed: int,
+                 class_weight: str | None = None, scoring: str = "log_loss"):
+    """A logistic regression with C chosen by stratified cross-validation on (x, y),
+    scored by ``SCORINGS[scoring]``; a fixed C (the middle of ``cs``) when some class has
+    fewer than 2 images (no fold can hold it out). ``class_weight``: None or
+    ``"balanced"`` (scikit-learn's)."""
+    counts = np.unique(y, return_counts=True)[1]
+    k = int(min(folds, counts.min())) if len(counts) > 1 else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if len(counts) < 2:
+            return None
+        if k < 2:
+            middle = float(sorted(cs)[len(cs) // 2])
+            return LogisticRegression(C=middle, max_iter=2000,
+                                      class_weight=class_weight).fit(x, y)
+        cv = StratifiedKFold(k, shuffle=True, random_state=seed)
+        search = GridSearchCV(LogisticRegression(max_iter=2000, class_weight=class_weight),
+                              {"C": list(cs)}, cv=cv,
+                              scoring=SCORINGS[scoring]).fit(x, y)
+        return search.best_estimator_
+
+
+def class_probabilities(model, x: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) probabilities; classes the training images lack get 0."""
+    prob = np.zeros((len(x), k))
+    if model is None:
+        prob[:, int(classes[0])] = 1.0
+        return prob
+    prob[:, model.classes_.astype(int)] = model.predict_proba(x)
+    return prob
+
+
+def features(encoder: str | Path, info: dict, degraded: Path, train, test, size: int,
+             place: Placement, workers: int | None = None, progress: bool = True):
+    """(classifier config, standardised training features, test features): the frozen
+    encoder's pooled features at ``size`` after its BatchNorm statistics are re-estimated
+    on the training images; the scaler is fitted on the training features."""
+    model = classifier.from_encoder(encoder, info["task"], info["classes"], "ce", size)
+    cfg, backbone = model.cfg, model.backbone.to(place.device)
+    store = degraded / paths.IMAGES
+    with resized(store, train["image_id"].tolist(), size, workers,
+                 "linear_probe: train images", progress) as images:
+        reestimate_batchnorm(backbone, images.array, size, place)
+        f_train = predict(backbone, images.array, size, place).numpy()
+    with resized(store, test["image_id"].tolist(), size, workers,
+                 "linear_probe: test images", progress) as images:
+        f_test = predict(backbone, images.array, size, place).numpy()
+    scaler = StandardScaler().fit(f_train)
+    return cfg, scaler.transform(f_train), scaler.transform(f_test)
+
+
+@dataclass
+class Probe:
+    """The regression part of the protocol: C by cross-validation (``scoring``), one
+    regression per label for multi-label data."""
+    cs: list[float]
+    folds: int
+    seed: int
+    class_weight: str | None = None
+    scoring: str = "log_loss"
+
+    def fit_predict(self, cfg, x_train, y_train, x_test) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(test predictions, test probabilities, the chosen C per regression)."""
+        fit = lambda y: fit_logistic(x_train, y.astype(int), self.cs, self.folds,  # noqa: E731
+                                     self.seed, self.class_weight, self.scoring)
+        if cfg.task == "multilabel":
+            prob, chosen = np.zeros((len(x_test), len(cfg.classes))), {}
+            for j, name in enumerate(cfg.classes):
+                lr = fit(y_train[:, j])
+                prob[:, j] = class_probabilities(lr, x_test, np.unique(y_train[:, j]), 2)[:, 1]
+                chosen[name] = _c_of(lr)
+            return (prob > 0.5).astype(int), prob, chosen
+        lr = fit(y_train)
+        prob = class_probabilities(lr, x_test, np.unique(y_train), len(cfg.classes))
+        return prob.argmax(1), prob, {"C": _c_of(lr)}
+
+    def report(self, cfg, x_train, x_test, train, test, n_boot: int) -> tuple[dict, object]:
+        """(test metrics overall and per quality as ``evaluate`` writes them, the
+        per-image predictions frame)."""
+        y_train, y_test = classifier.targets(train, cfg), classifier.targets(test, cfg)
+        pred, prob, chosen = self.fit_predict(cfg, x_train, y_train, x_test)
+        result = evaluate_predictions(cfg, y_test, pred, prob, test["quality"].to_numpy(),
+                                      n_boot, self.seed)
+        result.update(train_images=len(train), chosen_C=chosen, scoring=self.scoring,
+                      encoder=cfg.init)
+        return result, predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob)
+
+
+def _c_of(model) -> float | None:
+    if model is None:
+        return None
+    return float(model.C)
