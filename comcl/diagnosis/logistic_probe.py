@@ -55,7 +55,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed
                  class_weight: str | None = None, scoring: str = "log_loss"):
     """A logistic regression with C chosen by stratified cross-validation on (x, y),
     scored by ``SCORINGS[scoring]``; a fixed C (the middle of ``cs``) when some class has
-    fewer than 2 images (no fold can hold it out). ``class_weight``: None or
+    fewer than 2 images (no fold can hold it out) or ``cs`` holds one value. ``class_weight``: None or
     ``"balanced"`` (scikit-learn's)."""
     counts = np.unique(y, return_counts=True)[1]
     k = int(min(folds, counts.min())) if len(counts) > 1 else 0
@@ -63,7 +63,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, cs: list[float], folds: int, seed
         warnings.simplefilter("ignore", ConvergenceWarning)
         if len(counts) < 2:
             return None
-        if k < 2:
+        if k < 2 or len(cs) == 1:   # nothing to choose between: no cross-validation fits
             middle = float(sorted(cs)[len(cs) // 2])
             return LogisticRegression(C=middle, max_iter=2000,
                                       class_weight=class_weight).fit(x, y)
