@@ -20,46 +20,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from comcl.common import manifest
 from comcl.common.atomic import write_text
-from comcl.common.errors import DataError
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier, predictions
-from comcl.diagnosis.label_fraction import label_subset
-from comcl.diagnosis.logistic_probe import SCORINGS, Probe, features
-from comcl.diagnosis.training_set import read_training
+from comcl.diagnosis import predictions
+from comcl.diagnosis.logistic_probe import ProbeConfig, features, probe_images
 
 
 def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str | Path,
         metrics_out: str | Path, workers: int | None = None, progress: bool = True,
         predictions_out: str | Path | None = None) -> dict:
-    size = params.integer("linear_probe.image_size", lo=32, hi=2048)
-    cs = params.number_list("linear_probe.Cs", lo=1e-6)
-    folds = params.integer("linear_probe.cv_folds", lo=2)
-    fraction = params.number("linear_probe.label_fraction", 0.0, 1.0, lo_open=True)
-    n_boot = params.integer("linear_probe.bootstrap", lo=0)
-    seed = params.integer("linear_probe.seed")
-    weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
-                            default="none")
-    class_weight = None if weights == "none" else weights
-    scoring = params.choice("linear_probe.scoring", tuple(SCORINGS), default="log_loss")
-    if not cs:
-        raise params.error("linear_probe.Cs", "must list at least one value")
+    conf = ProbeConfig.from_params(params)
     setup_threads()
     place = Placement.resolve(default_device())
-    splits, degraded = Path(splits), Path(degraded)
-    info = manifest.read_info(degraded)
-    train, _ = read_training(splits)
-    train = label_subset(train, fraction, seed)
-    test = manifest.read(splits / "test.parquet", splits=("test",))
-    if test.empty:
-        raise DataError(f"{splits}/test.parquet: the test split is empty")
-    cfg, x_train, x_test = features(encoder, info, degraded, train, test, size, place,
-                                    workers, progress)
-    probe = Probe(cs, folds, seed, class_weight, scoring)
-    result, frame = probe.report(cfg, x_train, x_test, train, test, n_boot)
-    result.update(label_fraction=fraction)
+    info, train, test = probe_images(Path(splits), Path(degraded), conf.fraction, conf.seed)
+    cfg, x_train, x_test = features(encoder, info, Path(degraded), train, test, conf.size,
+                                    place, workers, progress)
+    result, frame = conf.probe().report(cfg, x_train, x_test, train, test, conf.n_boot)
+    result.update(label_fraction=conf.fraction)
     if predictions_out:   # per-image, as evaluate's: the claims are decided per protocol
         predictions.write(frame, cfg.task, cfg.classes, predictions_out)
     write_text(metrics_out, json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -1,7 +1,9 @@
 """The linear probe's parts, shared by the ``linear_probe`` stage and
 ``comcl.experiments.probe_scoring``: BatchNorm re-estimation on whole images, the frozen
 encoder's standardised features, and the logistic regression with C chosen by
-cross-validation on the training images, scored by ``SCORINGS`` (``Probe``).
+cross-validation on the training images, scored by ``SCORINGS`` (``Probe``); the
+``linear_probe.*`` params read once (``ProbeConfig.from_params``) and the images the probe
+reads (``probe_images``).
 """
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from comcl.common import paths
+from comcl.common import manifest, paths
+from comcl.common.errors import DataError
+from comcl.common.params import Params
 from comcl.common.placement import Placement
 from comcl.diagnosis import classifier, predictions
+from comcl.diagnosis.label_fraction import label_subset
+from comcl.diagnosis.training_set import read_training
 from comcl.diagnosis.per_quality import evaluate_predictions
 from comcl.imaging import augment
 from comcl.imaging.image_cache import resized
@@ -138,6 +144,52 @@ class Probe:
         result.update(train_images=len(train), chosen_C=chosen, scoring=self.scoring,
                       encoder=cfg.init)
         return result, predictions.frame(cfg.task, cfg.classes, test, y_test, pred, prob)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The ``linear_probe.*`` params, checked: what the stage and ``probe_scoring`` read."""
+    size: int
+    cs: list[float]
+    folds: int
+    fraction: float
+    n_boot: int
+    seed: int
+    class_weight: str | None
+    scoring: str
+
+    @classmethod
+    def from_params(cls, params: Params) -> "ProbeConfig":
+        cs = params.number_list("linear_probe.Cs", lo=1e-6)
+        if not cs:
+            raise params.error("linear_probe.Cs", "must list at least one value")
+        weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
+                                default="none")
+        return cls(size=params.integer("linear_probe.image_size", lo=32, hi=2048), cs=cs,
+                   folds=params.integer("linear_probe.cv_folds", lo=2),
+                   fraction=params.number("linear_probe.label_fraction", 0.0, 1.0,
+                                          lo_open=True),
+                   n_boot=params.integer("linear_probe.bootstrap", lo=0),
+                   seed=params.integer("linear_probe.seed"),
+                   class_weight=None if weights == "none" else weights,
+                   scoring=params.choice("linear_probe.scoring", tuple(SCORINGS),
+                                         default="log_loss"))
+
+    def probe(self, scoring: str | None = None, cs: list[float] | None = None) -> Probe:
+        """The regression with these params (``scoring`` / ``cs`` replace the params')."""
+        return Probe(self.cs if cs is None else cs, self.folds, self.seed, self.class_weight,
+                     self.scoring if scoring is None else scoring)
+
+
+def probe_images(splits: Path, degraded: Path, fraction: float, seed: int):
+    """(dataset info, training images kept by ``label_fraction``, test images); an empty
+    test split is a DataError naming its file."""
+    info = manifest.read_info(degraded)
+    train = label_subset(read_training(splits)[0], fraction, seed)
+    test = manifest.read(splits / "test.parquet", splits=("test",))
+    if test.empty:
+        raise DataError(f"{splits}/test.parquet: the test split is empty")
+    return info, train, test
 
 
 def _c_of(model) -> float | None:

@@ -19,20 +19,18 @@ from pathlib import Path
 
 import click
 
-from comcl.common import manifest
 from comcl.common.atomic import write_text
 from comcl.common.params import Params
 from comcl.common.placement import Placement, default_device, setup_threads
-from comcl.diagnosis import classifier, logistic_probe, predictions
-from comcl.diagnosis.label_fraction import label_subset
-from comcl.diagnosis.training_set import read_training
+from comcl.diagnosis import logistic_probe, predictions
 
 
 def fixed_c_kappas(probe: logistic_probe.Probe, cfg, x_train, x_test, train, test) -> dict:
     """Test kappa overall / HQ / LQ of every fixed C (reference only: chosen on test)."""
     out = {}
     for c in probe.cs:
-        fixed = logistic_probe.Probe([c], probe.folds, probe.seed, probe.class_weight)
+        fixed = logistic_probe.Probe([c], probe.folds, probe.seed, probe.class_weight,
+                                     probe.scoring)
         result, _ = fixed.report(cfg, x_train, x_test, train, test, n_boot=0)
         out[str(c)] = {q: round(result[k]["kappa"], 4) for q, k in QUALITIES.items()
                        if k in result}
@@ -57,32 +55,21 @@ QUALITIES = {"overall": "overall", "HQ": "high_quality", "LQ": "low_quality"}
               help="Also the test kappa of every fixed C (5 more fits per C).")
 def main(params_path, splits, degraded, encoders, out_dir, per_c):
     """Compare the linear probe's C-selection scorings on the same features."""
-    params = Params.load(params_path)
-    cs = params.number_list("linear_probe.Cs", lo=1e-6)
-    folds = params.integer("linear_probe.cv_folds", lo=2)
-    seed = params.integer("linear_probe.seed")
-    size = params.integer("linear_probe.image_size", lo=32, hi=2048)
-    n_boot = params.integer("linear_probe.bootstrap", lo=0)
-    fraction = params.number("linear_probe.label_fraction", 0.0, 1.0, lo_open=True)
-    weights = params.choice("linear_probe.class_weights", classifier.CLASS_WEIGHTS,
-                            default="none")
+    conf = logistic_probe.ProbeConfig.from_params(Params.load(params_path))
     setup_threads()
     place = Placement.resolve(default_device())
     splits, degraded, out_dir = Path(splits), Path(degraded), Path(out_dir)
-    info = manifest.read_info(degraded)
-    train = label_subset(read_training(splits)[0], fraction, seed)
-    test = manifest.read(splits / "test.parquet", splits=("test",))
+    info, train, test = logistic_probe.probe_images(splits, degraded, conf.fraction, conf.seed)
     report = {}
     for spec in encoders:
         name, _, path = spec.partition("=")
-        cfg, x_train, x_test = logistic_probe.features(path, info, degraded, train, test, size,
-                                                     place)
+        cfg, x_train, x_test = logistic_probe.features(path, info, degraded, train, test,
+                                                       conf.size, place)
         report[name] = {}
         for scoring in logistic_probe.SCORINGS:
-            probe = logistic_probe.Probe(cs, folds, seed, None if weights == "none" else weights,
-                                       scoring)
-            result, frame = probe.report(cfg, x_train, x_test, train, test, n_boot)
-            result.update(label_fraction=fraction)
+            probe = conf.probe(scoring)
+            result, frame = probe.report(cfg, x_train, x_test, train, test, conf.n_boot)
+            result.update(label_fraction=conf.fraction)
             folder = out_dir / name / scoring
             folder.mkdir(parents=True, exist_ok=True)
             predictions.write(frame, cfg.task, cfg.classes,
