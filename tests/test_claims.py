@@ -52,3 +52,18 @@ def test_the_low_quality_claim_compares_the_gain_on_lq_with_the_gain_on_hq():
     assert rec["parts"]["low_quality - high_quality"]["delta"] > 0.3
     same = claims.decide({"t1-native-comcl": bad, "t1-native-baseline": bad}, n_boot=300)[-1]
     assert same["verdict"] == "undecided"
+
+
+def test_table1_ratio_claims_are_decided_on_an_all_low_quality_test_set():
+    rng = np.random.default_rng(2)
+    labels, _, good, bad = _cells(rng)
+    all_lq = lambda runs: [_run(r.name, labels, r.preds[:, 0], ["low"] * len(labels))  # noqa: E731
+                           for r in runs]
+    recs = {r["claim"]: r for r in claims.decide(
+        {"t1-100-comcl": all_lq(good), "t1-100-baseline": all_lq(bad)}, n_boot=300)}
+    rec = recs["CoMCL > baseline at 100% low quality"]
+    assert rec["verdict"] == "decided for" and rec["seeds"] == [3, 3]
+    assert set(rec["parts"]) == {"overall", "low_quality"}     # no high-quality image
+    assert rec["parts"]["overall"] == rec["parts"]["low_quality"]
+    assert recs["CoMCL > baseline at 70% low quality"]["verdict"] == "not run"
+    assert recs["CoMCL > basic CL at 100% low quality"]["verdict"] == "not run"

@@ -23,7 +23,12 @@ CLAIMS = [("CoMCL > baseline (no pretraining)", "t1-native-comcl", "t1-native-ba
           ("CoMCL > CoMCL w/o multi-level", "t1-native-comcl", "t2-no-multilevel"),
           ("CoMCL > CoMCL w/o SPL", "t1-native-comcl", "t2-no-spl"),
           ("v2 (L1 + L2) > v1 (L2)", "t3-v2", "t3-v1"),
-          ("v3 (L1 + L2 + L3) > v2 (L1 + L2)", "t1-native-comcl", "t3-v2")]
+          ("v3 (L1 + L2 + L3) > v2 (L1 + L2)", "t1-native-comcl", "t3-v2"),
+          # Table 1's other columns: every split degraded to 70% / 100% low quality
+          ("CoMCL > baseline at 70% low quality", "t1-70-comcl", "t1-70-baseline"),
+          ("CoMCL > basic CL at 70% low quality", "t1-70-comcl", "t1-70-basiccl"),
+          ("CoMCL > baseline at 100% low quality", "t1-100-comcl", "t1-100-baseline"),
+          ("CoMCL > basic CL at 100% low quality", "t1-100-comcl", "t1-100-basiccl")]
 LQ_CLAIM = ("CoMCL's gain over the baseline is larger on low-quality images",
             "t1-native-comcl", "t1-native-baseline")
 
