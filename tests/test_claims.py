@@ -1,6 +1,8 @@
 """The paper's claims decided from paired comparisons of grid cells (comcl.experiments.claims)."""
 import numpy as np
+import pytest
 
+from comcl.common.errors import DataError
 from comcl.experiments import claims
 from comcl.experiments.compare import Run
 
@@ -47,10 +49,12 @@ def test_the_low_quality_claim_compares_the_gain_on_lq_with_the_gain_on_hq():
     # CoMCL = the baseline on high-quality images, far better on low-quality ones
     comcl = [_run(f"c{k}", labels, np.where(lq, g.preds[:, 0], b.preds[:, 0]), quality)
              for k, (g, b) in enumerate(zip(good, bad))]
-    rec = claims.decide({"t1-native-comcl": comcl, "t1-native-baseline": bad}, n_boot=300)[-1]
-    assert rec["claim"].startswith("CoMCL's gain") and rec["verdict"] == "decided for"
+    def lq_claim(recs):
+        return next(r for r in recs if r["claim"].startswith("CoMCL's gain"))
+    rec = lq_claim(claims.decide({"t1-native-comcl": comcl, "t1-native-baseline": bad}, n_boot=300))
+    assert rec["verdict"] == "decided for"
     assert rec["parts"]["low_quality - high_quality"]["delta"] > 0.3
-    same = claims.decide({"t1-native-comcl": bad, "t1-native-baseline": bad}, n_boot=300)[-1]
+    same = lq_claim(claims.decide({"t1-native-comcl": bad, "t1-native-baseline": bad}, n_boot=300))
     assert same["verdict"] == "undecided"
 
 
@@ -67,3 +71,31 @@ def test_table1_ratio_claims_are_decided_on_an_all_low_quality_test_set():
     assert rec["parts"]["overall"] == rec["parts"]["low_quality"]
     assert recs["CoMCL > baseline at 70% low quality"]["verdict"] == "not run"
     assert recs["CoMCL > basic CL at 100% low quality"]["verdict"] == "not run"
+
+
+def test_robustness_claim_pairs_the_same_images_across_ratios():
+    rng = np.random.default_rng(3)
+    labels, quality, good, bad = _cells(rng, 300)
+    worse = [_run(f"w{k}", labels, np.where(rng.random(300) < 0.9, rng.integers(0, 5, 300),
+                                            labels), ["low"] * 300) for k in range(3)]
+    def lq(runs):
+        return [_run(r.name, labels, r.preds[:, 0], ["low"] * 300) for r in runs]
+    # CoMCL keeps its predictions at 100% LQ, the baseline gets worse: CoMCL loses less
+    cells = {"t1-native-comcl": good, "t1-native-baseline": bad,
+             "t1-100-comcl": lq(good), "t1-100-baseline": worse}
+    recs = {r["claim"]: r for r in claims.decide(cells, n_boot=300)}
+    rec = recs["CoMCL loses less than the baseline at 100% low quality (vs native)"]
+    part = rec["parts"]["ratio lead - native lead"]
+    assert rec["verdict"] == "decided for" and part["delta"] > 0.1
+    assert recs["CoMCL loses less than the baseline at 70% low quality (vs native)"][
+        "verdict"] == "not run"
+    # nothing changes with the ratio: the interval holds 0
+    same = {**cells, "t1-100-baseline": lq(bad)}
+    rec = {r["claim"]: r for r in claims.decide(same, n_boot=300)}[rec["claim"]]
+    assert rec["parts"]["ratio lead - native lead"]["delta"] == 0.0
+    assert rec["verdict"] == "undecided"
+    # another test set at 100%: a clear error naming both runs
+    shifted = [_run(f"o{k}", np.roll(labels, 1), labels, ["low"] * 300) for k in range(2)]
+    other = {**cells, "t1-100-comcl": shifted[:1], "t1-100-baseline": shifted[1:]}
+    with pytest.raises(DataError, match="not evaluated on the same test images"):
+        claims.decide(other, n_boot=10)
