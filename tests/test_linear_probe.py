@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -117,3 +118,27 @@ def test_probe_scoring_writes_what_the_stage_writes_for_each_scoring(tiny_models
         assert (tmp_path / "out" / "tiny" / scoring / "linear_probe_predictions.parquet").exists()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert set(report["tiny"]) == set(logistic_probe.SCORINGS)
+
+
+def test_a_random_init_encoder_is_drawn_from_the_probe_seed(tiny_models, tmp_path):
+    """The baseline (``pretrain.method: none``) stores no weights; its probe must not read
+    whatever state torch's global generator is in (the same params gave 0.145 and 0.194)."""
+    from comcl.pretraining.encoder import load_encoder, save_encoder
+    backbone = load_encoder(tiny_models / "encoder.pt")["backbone"]
+    save_encoder(None, backbone, "none", tmp_path / "none.pt")
+    base = json.loads(json.dumps(Params.load(tiny_models / "params.yaml").data))
+    lp = {"image_size": 32, "Cs": [0.1, 1.0], "cv_folds": 2, "label_fraction": 1.0,
+          "bootstrap": 20, "seed": 0}
+    out = {}
+    for name, seed, noise in (("a", 0, 1), ("b", 0, 7), ("c", 3, 1)):
+        torch.manual_seed(noise)   # another global state before the run
+        torch.rand(noise * 100)
+        linear_probe.run(Params(deep_update(json.loads(json.dumps(base)),
+                                            {"linear_probe": {**lp, "seed": seed}})),
+                         tiny_models / "splits", tiny_models / "degraded", tmp_path / "none.pt",
+                         tmp_path / f"{name}.json", workers=1, progress=False,
+                         predictions_out=tmp_path / f"{name}.parquet")
+        out[name] = pd.read_parquet(tmp_path / f"{name}.parquet")
+    assert len(out["a"]) == 20
+    assert out["a"].equals(out["b"])       # same seed: the same init, whatever came before
+    assert not out["a"].equals(out["c"])   # another seed: another init

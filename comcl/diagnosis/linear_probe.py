@@ -35,7 +35,7 @@ def run(params: Params, splits: str | Path, degraded: str | Path, encoder: str |
     place = Placement.resolve(default_device())
     info, train, test = probe_images(Path(splits), Path(degraded), conf.fraction, conf.seed)
     cfg, x_train, x_test = features(encoder, info, Path(degraded), train, test, conf.size,
-                                    place, workers, progress)
+                                    place, workers, progress, seed=conf.seed)
     result, frame = conf.probe().report(cfg, x_train, x_test, train, test, conf.n_boot)
     result.update(label_fraction=conf.fraction)
     if predictions_out:   # per-image, as evaluate's: the claims are decided per protocol

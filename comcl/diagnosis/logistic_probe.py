@@ -91,10 +91,15 @@ def class_probabilities(model, x: np.ndarray, classes: np.ndarray, k: int) -> np
 
 
 def features(encoder: str | Path, info: dict, degraded: Path, train, test, size: int,
-             place: Placement, workers: int | None = None, progress: bool = True):
+             place: Placement, workers: int | None = None, progress: bool = True,
+             seed: int = 0):
     """(classifier config, standardised training features, test features): the frozen
     encoder's pooled features at ``size`` after its BatchNorm statistics are re-estimated
-    on the training images; the scaler is fitted on the training features."""
+    on the training images; the scaler is fitted on the training features. ``seed`` draws
+    the weights of a random-init encoder (``pretrain.method: none``, no state dict): without
+    it the baseline's probe read whatever state torch's global generator was in (the same
+    params gave kappa 0.145 and 0.194, docs/benchmark.md)."""
+    torch.manual_seed(seed)
     model = classifier.from_encoder(encoder, info["task"], info["classes"], "ce", size)
     cfg, backbone = model.cfg, model.backbone.to(place.device)
     store = degraded / paths.IMAGES

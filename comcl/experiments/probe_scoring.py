@@ -64,7 +64,7 @@ def main(params_path, splits, degraded, encoders, out_dir, per_c):
     for spec in encoders:
         name, _, path = spec.partition("=")
         cfg, x_train, x_test = logistic_probe.features(path, info, degraded, train, test,
-                                                       conf.size, place)
+                                                       conf.size, place, seed=conf.seed)
         report[name] = {}
         for scoring in logistic_probe.SCORINGS:
             probe = conf.probe(scoring)
