@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from comcl.common.errors import DataError
-from comcl.experiments.compare import (PARTS, Run, config_metric, check_same_test_set,
-                                      paired_bootstrap)
+from comcl.experiments.compare import (PARTS, Run, bootstrap_draw, config_metric,
+                                      check_same_test_set, paired_bootstrap)
 
 METRIC = "kappa"
 # (claim, cell that should be better, cell it should beat)
@@ -105,9 +105,7 @@ def _robustness_claim(cells: dict[str, list[Run]], claim: tuple, n_boot: int,
     rng = np.random.default_rng(seed)
     boot = np.empty(n_boot)
     for i in range(n_boot):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        boot[i] = lead(w, [rng.integers(0, len(s), len(s)) if len(s) > 1 else None
-                           for s in sides])
+        boot[i] = lead(*bootstrap_draw(rng, n, sides))
     lo, hi = _interval(boot)
     delta = round(lead(ones, [None] * 4), 4)
     return {**rec, "seeds": [len(sides[0]), len(sides[1])],

@@ -139,17 +139,21 @@ def config_metric(runs: list[Run], rows: np.ndarray, weights: np.ndarray,
     return {m: float(np.mean([v[m] for v in vals])) for m in METRICS}
 
 
+def bootstrap_draw(rng: np.random.Generator, n: int, sides) -> tuple[np.ndarray, list]:
+    """One resample: multiplicities of ``n`` test images (shared by every side) and, per
+    side with several seeds, the seeds drawn (None for a single seed)."""
+    w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+    return w, [rng.integers(0, len(s), len(s)) if len(s) > 1 else None for s in sides]
+
+
 def paired_bootstrap(a: list[Run], b: list[Run], rows: np.ndarray, n_boot: int,
                      rng: np.random.Generator) -> dict:
     """{metric: (B,) differences mean_a - mean_b} over resamples of the test images
     (``rows``; the same for both sides) and, for a side with several seeds, of its seeds:
     the interval then holds the seed-to-seed variation too, not only the images'."""
-    n = len(rows)
     out = {m: np.empty(n_boot) for m in METRICS}
     for i in range(n_boot):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        sa = rng.integers(0, len(a), len(a)) if len(a) > 1 else None
-        sb = rng.integers(0, len(b), len(b)) if len(b) > 1 else None
+        w, (sa, sb) = bootstrap_draw(rng, len(rows), (a, b))
         ma, mb = config_metric(a, rows, w, sa), config_metric(b, rows, w, sb)
         for m in METRICS:
             out[m][i] = ma[m] - mb[m]
