@@ -99,3 +99,28 @@ def test_robustness_claim_pairs_the_same_images_across_ratios():
     other = {**cells, "t1-100-comcl": shifted[:1], "t1-100-baseline": shifted[1:]}
     with pytest.raises(DataError, match="not evaluated on the same test images"):
         claims.decide(other, n_boot=10)
+
+
+def test_ablation_claims_at_a_ratio_are_listed_only_where_they_ran():
+    rng = np.random.default_rng(4)
+    labels, quality, good, bad = _cells(rng, 300)
+    lq = quality == "low"
+    comcl = [_run(f"c{k}", labels, np.where(lq, g.preds[:, 0], b.preds[:, 0]), quality)
+             for k, (g, b) in enumerate(zip(good, bad))]
+    cells = {"t1-70-comcl": comcl, "t2-70-no-spl": bad, "t1-70-baseline": bad}
+    recs = {r["claim"]: r for r in claims.decide(cells, n_boot=300)}
+    rec = recs["CoMCL > CoMCL w/o SPL at 70% low quality"]
+    assert (rec["better"], rec["worse"], rec["verdict"]) == ("t1-70-comcl", "t2-70-no-spl",
+                                                              "decided for")
+    assert rec["seeds"] == [3, 3]
+    # the native claim is still listed (not run); the other ratio claims are not listed
+    assert recs["CoMCL > CoMCL w/o SPL"]["verdict"] == "not run"
+    assert "CoMCL > CoMCL w/o multi-level at 70% low quality" not in recs
+    assert not any("100% low quality" in c and "w/o" in c for c in recs)
+    # the gain-on-LQ claim at 70%: CoMCL = the baseline on HQ images, better on LQ ones
+    gain = recs["CoMCL's gain over the baseline is larger on low-quality images, at 70% "
+                "low quality"]
+    assert gain["verdict"] == "decided for"
+    assert gain["parts"]["low_quality - high_quality"]["delta"] > 0.3
+    assert claims.at_ratio("t1-native-basiccl", "100") == "t1-100-basiccl"
+    assert claims.at_ratio("t3-v1", "native") == "t3-v1"

@@ -219,3 +219,38 @@ def test_export_keeps_each_experiments_results_and_render_reads_the_folder(tmp_p
     monkeypatch.chdir(empty)
     res = CliRunner().invoke(paper_tables.cli, ["export", str(tmp_path / "none")])
     assert res.exit_code == 1 and "no DVC experiment to export" in res.output
+
+
+def test_ablations_at_a_ratio_queue_and_render_as_their_own_tables():
+    cells = paper_tables.ratio_ablation_cells()
+    assert set(cells) == {f"t{t}-{r}-{c}" for r in ("70", "100") for t, c in
+                          (("2", "no-spl"), ("2", "no-multilevel"), ("3", "v1"), ("3", "v2"))}
+    assert cells["t2-70-no-spl"] == {**paper_tables.cells()["t2-no-spl"],
+                                     "degrade.target_ratio": "0.7"}
+    assert len(paper_tables.grid()) == 13          # the paper's cells stay the default grid
+    res = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run", "--seeds", "2",
+                                                "--cells", "table2-70"])
+    assert res.exit_code == 0, res.output
+    names = {li.split()[5] for li in res.output.strip().splitlines()}
+    assert names == {f"{c}-s{k}" for c in ("t1-70-baseline", "t1-70-basiccl", "t1-70-comcl",
+                                          "t2-70-no-spl", "t2-70-no-multilevel")
+                     for k in range(2)}
+    line = next(li for li in res.output.splitlines() if " t2-70-no-spl-s1 " in li)
+    assert "-S degrade.target_ratio=0.7" in line and "-S spl.enabled=false" in line
+    part = {"kappa": 0.5, "accuracy": 0.6}
+    m = {"overall": part, "low_quality": part}
+    out = paper_tables.render({"t1-70-comcl-s0": m, "t2-70-no-spl-s0": m})
+    assert "## Table 2: ablations (70% low quality; paper: native)" in out
+    assert "## Table 3" in out and "100% low quality" not in out
+    table = out.split("## Table 2: ablations (70%")[1]
+    assert "| CoMCL w/o SPL | 0.500" in table and "| CoMCL | 0.500" in table
+    assert "ablations (70%" not in paper_tables.render({"t1-70-comcl-s0": m})
+
+
+def test_render_reads_a_cell_whole_from_the_first_prefix_that_has_it():
+    found = {"pp-t1-70-comcl-s0": 1, "pp-t1-70-comcl-s1": 2, "e-t1-70-comcl-s0": 3,
+             "e-t1-70-comcl-s2": 4, "e-t1-70-baseline-s0": 5, "other-t1-70-baseline-s0": 6}
+    names = paper_tables.family_names(found, ("pp-", "e-"))
+    assert names == {"t1-70-comcl-s0": "pp-t1-70-comcl-s0", "t1-70-comcl-s1": "pp-t1-70-comcl-s1",
+                     "t1-70-baseline-s0": "e-t1-70-baseline-s0"}
+    assert paper_tables.family_names(found, ("",))["e-t1-70-comcl-s2"] == "e-t1-70-comcl-s2"

@@ -24,7 +24,12 @@ CoMCL_v1..v3 read as level subsets: v1 = L2 (lesion level: HL vs HH), v2 = L1 + 
 by ``export`` (one sub-folder per experiment with its metrics, per-image predictions and
 params: DVC experiments are local git refs that a fresh clone does not have, so a grid
 whose results should outlive the checkout is exported and committed), and lays the tables
-out like the paper's, with the paper's EyeQ numbers beside ours. The paper's Table 2
+out like the paper's, with the paper's EyeQ numbers beside ours. Tables 2-3's ablations
+also run at a degraded ratio (``--cells table2-70``: ``t2-70-no-spl``, ..; their CoMCL,
+baseline and basic CL rows are Table 1's cells of that ratio); ``render`` gives them their
+own tables and ``--claims`` their own claims where they ran. ``render --prefix A --prefix B``
+reads each cell whole from the first family that has it (a baseline, which has no
+pretraining, from a family that differs only in pretraining params). The paper's Table 2
 header reads "ACC | Kappa" but its CoMCL row equals Table 1's Kappa | ACC; we print it
 in Table 1's order.
 """
@@ -40,6 +45,7 @@ import click
 import numpy as np
 
 from comcl.common.atomic import atomic_file
+from comcl.experiments.claims import at_ratio
 from comcl.experiments.exp_refs import experiment_refs
 
 BASE = {"degrade.target_ratio": "null", "pretrain.method": "comcl", "spl.enabled": "true",
@@ -53,13 +59,15 @@ SEED_KEYS = ("pretrain.seed", "finetune.seed")
 SEEDED = re.compile(r"^(?P<cell>.+)-s(?P<seed>\d+)$")
 
 
-def grid(seeds: int = 0) -> dict[str, dict[str, str]]:
-    """Experiment name -> params it sets: the 13 cells of the three tables, or with
+def grid(seeds: int = 0, ratio_ablations: bool = False) -> dict[str, dict[str, str]]:
+    """Experiment name -> params it sets: the 13 cells of the three tables (with
+    ``ratio_ablations`` also Tables 2-3's ablations at 70% and 100% low quality), or with
     ``seeds`` >= 1 each cell once per seed (``<cell>-s<k>``, the seed keys set to k)."""
+    base = {**cells(), **(ratio_ablation_cells() if ratio_ablations else {})}
     if seeds >= 1:
         return {f"{name}-s{k}": {**sets, **{key: str(k) for key in SEED_KEYS}}
-                for name, sets in cells().items() for k in range(seeds)}
-    return cells()
+                for name, sets in base.items() for k in range(seeds)}
+    return base
 
 
 def cell_of(name: str) -> str:
@@ -79,6 +87,22 @@ def cells() -> dict[str, dict[str, str]]:
     exps["t3-v1"] = {**BASE, "pretrain.levels.l1": "false", "pretrain.levels.l3": "false"}
     exps["t3-v2"] = {**BASE, "pretrain.levels.l3": "false"}
     return exps
+
+
+def ratio_ablation_cells() -> dict[str, dict[str, str]]:
+    """Tables 2 and 3's ablations at a degraded ratio (``t2-70-no-spl``, ``t3-100-v1``, ..):
+    the native cell's params with ``degrade.target_ratio`` of that ratio. Their CoMCL,
+    baseline and basic CL rows are Table 1's cells of the ratio (``t1-70-comcl``, ..)."""
+    native = cells()
+    exps = {}
+    for rname, ratio in RATIOS.items():
+        if rname == "native":
+            continue
+        for cell in ("t2-no-spl", "t2-no-multilevel", "t3-v1", "t3-v2"):
+            table, rest = cell.split("-", 1)
+            exps[f"{table}-{rname}-{rest}"] = {**native[cell], "degrade.target_ratio": ratio}
+    return exps
+
 
 
 # Paper numbers on EyeQ (kappa, accuracy).
@@ -106,12 +130,13 @@ def queue_commands(seeds: int = 0, only: tuple[str, ...] = (),
     ``finetune.label_fraction=0.1``), then the cell's and the seed's (they win). ``only``
     keeps those cells (all 13 when empty); ``prefix`` starts every name (a family of
     experiments that ``render --prefix`` reads apart)."""
-    unknown = sorted(set(only) - set(cells()))
+    known = {**cells(), **ratio_ablation_cells()}
+    unknown = sorted(set(only) - set(known))
     if unknown:
         raise click.BadParameter(f"unknown cell {', '.join(unknown)}; cells: "
-                                 f"{', '.join(cells())}", param_hint="--cells")
+                                 f"{', '.join(known)}", param_hint="--cells")
     cmds = []
-    for name, sets in grid(seeds).items():
+    for name, sets in grid(seeds, ratio_ablations=bool(set(only) - set(cells()))).items():
         if only and cell_of(name) not in only:
             continue
         cmd = ["dvc", "exp", "run", "--queue", "-n", prefix + name]
@@ -181,6 +206,19 @@ def _heldout(runs: list[dict] | dict | None) -> str:
     return "n/a" if set(out) == {"—"} else " / ".join(out)
 
 
+def family_names(found, prefixes: tuple[str, ...]) -> dict[str, str]:
+    """{name read as a cell run (``t1-70-comcl-s0``): experiment name} of the experiments
+    whose names start with one of ``prefixes``. A cell comes whole from the first prefix
+    that has it: seeds of two families are never mixed in one cell."""
+    out: dict[str, str] = {}
+    for prefix in prefixes:
+        mine = {n[len(prefix):]: n for n in sorted(found) if n.startswith(prefix)}
+        taken = {cell_of(short) for short in out}
+        out.update({short: full for short, full in mine.items()
+                    if cell_of(short) not in taken})
+    return out
+
+
 def group(results: dict) -> dict[str, list]:
     """{cell: [what each of its runs holds]} (seeds in name order)."""
     out: dict[str, list] = {}
@@ -222,8 +260,15 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
             lines.append(f"| {label} | {shown} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
                          f"| {paper[0]:.3f} | {paper[1]:.3f} |")
-    for title, rows in (("Table 2: ablations (native ratio)", TABLE2),
-                        ("Table 3: level subsets (native ratio)", TABLE3)):
+    tables = [("Table 2: ablations (native ratio)", TABLE2),
+              ("Table 3: level subsets (native ratio)", TABLE3)]
+    for rname in RATIOS:   # the ablations at a degraded ratio, where one of them ran
+        for title, rows in (("Table 2: ablations", TABLE2), ("Table 3: level subsets", TABLE3)):
+            moved = [(label, at_ratio(exp, rname), paper) for label, exp, paper in rows]
+            if rname != "native" and any(results.get(exp) for _, exp, _ in moved
+                                         if exp in ratio_ablation_cells()):
+                tables.append((f"{title} ({rname}% low quality; paper: native)", moved))
+    for title, rows in tables:
         lines += ["", f"## {title}", "",
                   "| method | kappa [95% CI] | accuracy [95% CI] | kappa, low-quality images "
                   "| kNN probe | held-out loss / chance, L1 / L2 / L3 | paper kappa | paper acc |",
@@ -234,11 +279,17 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
                          f"| {_probe(probes.get(exp))} | {_heldout(probes.get(exp))} "
                          f"| {paper[0]:.3f} | {paper[1]:.3f} |")
-    if any(linear.get(exp) for _, exp, _ in TABLE2):
-        lines += ["", "## Table 2, linear probe (frozen encoder + logistic regression)", "",
-                  "| method | kappa | accuracy | kappa, high-quality images "
+    for rname in RATIOS:
+        rows = [(label, at_ratio(exp, rname)) for label, exp, _ in TABLE2]
+        if not any(linear.get(exp) for _, exp in rows) or (
+                rname != "native" and not any(linear.get(exp) for _, exp in rows
+                                              if exp in ratio_ablation_cells())):
+            continue
+        where = "" if rname == "native" else f", {rname}% low quality"
+        lines += ["", f"## Table 2, linear probe (frozen encoder + logistic regression{where})",
+                  "", "| method | kappa | accuracy | kappa, high-quality images "
                   "| kappa, low-quality images |", "| --- | --- | --- | --- | --- |"]
-        for label, exp, _ in TABLE2:
+        for label, exp in rows:
             r = linear.get(exp)
             lines.append(f"| {label} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'high_quality', 'kappa')} "
@@ -310,7 +361,8 @@ def cli():
 @click.option("--seeds", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Seeds per cell (0: one run per cell, named as the cell).")
 @click.option("--cells", default="", help="Comma-separated cells to queue (default: all 13); "
-              "'table2' for the five of Table 2.")
+              "'table2' for the five of Table 2; 'table2-70' / 'table2-100' for them at that "
+              "low-quality ratio (t1-70-comcl, t2-70-no-spl, ..).")
 @click.option("--preset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A profile (partial params file, e.g. presets/bench.yaml) every "
                    "experiment sets before its cell's params. One that changes the data or "
@@ -324,7 +376,9 @@ def cli():
 @click.option("--dry-run", is_flag=True, help="Print the commands only.")
 def queue(seeds, cells, preset, extra, prefix, dry_run):
     from comcl.experiments.presets import check_sets, overrides
-    only = TABLE2_CELLS if cells == "table2" else tuple(c for c in cells.split(",") if c)
+    table2 = re.fullmatch(r"table2(?:-(70|100))?", cells)
+    only = tuple(at_ratio(c, table2[1] or "native") for c in TABLE2_CELLS) if table2 \
+        else tuple(c for c in cells.split(",") if c)
     check_sets(extra)
     for cmd in queue_commands(seeds, only, overrides(preset) if preset else None, prefix,
                               extra):
@@ -359,9 +413,12 @@ def export_cmd(dest, prefix):
 @click.option("--runs", is_flag=True, help="Add a table with every run (each seed): "
               "kappa per quality, linear probe, kNN probe, held-out loss / chance.")
 @click.option("--bootstrap", default=2000, show_default=True)
-@click.option("--prefix", default="", help="Render the experiments whose names start with "
-              "this (queued with queue --prefix), read as the cells they name.")
-def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefix):
+@click.option("--prefix", "prefixes", multiple=True, help="Render the experiments whose names "
+              "start with this (queued with queue --prefix), read as the cells they name. "
+              "Repeatable: a cell is read from the first prefix that has it (e.g. "
+              "--prefix e15pp24- --prefix e15- takes CoMCL from the first family and the "
+              "baseline, which has no pretraining, from the second); never mixed.")
+def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefixes):
     if from_dir:
         found = {f: read_dir(Path(from_dir), f) for f in JSON_FILES}
     else:
@@ -372,8 +429,10 @@ def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefix):
                                   capture_output=True, text=True, check=True)
             data = json.loads(proc.stdout)
         found = {f: collect(data, f) for f in JSON_FILES}
-    def family(f: str) -> dict:   # {cell-seed name: data} of the prefix's experiments
-        return {n[len(prefix):]: v for n, v in found[f].items() if n.startswith(prefix)}
+    names = family_names(found["metrics/eval.json"], prefixes or ("",))
+
+    def family(f: str) -> dict:   # {cell-seed name: data} of the prefixes' experiments
+        return {short: found[f][full] for short, full in names.items() if full in found[f]}
     results = family("metrics/eval.json")
     sys.stdout.write(render(results, family("metrics/pretrain.json"),
                             family("metrics/linear_probe.json")))
@@ -388,7 +447,7 @@ def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefix):
                                 ("linear_probe", "linear probe")):
             loaded = {}
             for name in results:
-                source = str(Path(from_dir) / (prefix + name)) if from_dir else prefix + name
+                source = str(Path(from_dir) / names[name]) if from_dir else names[name]
                 try:   # experiments run before the stage wrote predictions are left out
                     loaded[name] = load_run(source, file=PROTOCOLS[protocol])
                 except DataError as exc:
