@@ -50,7 +50,28 @@ def read_probes(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
     return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else None
 
 
+def source(path: Path) -> Path:
+    """A run's curves: ``probes.json`` itself, a folder holding one (``pretrain_variants``'
+    output), or a dvclive folder."""
+    if path.is_dir() and not (path / "plots").is_dir() and (path / "probes.json").is_file():
+        return path / "probes.json"
+    return path
+
+
+def curve(live: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    return (read_probes(live, key) if live.suffix == ".json"
+            else read_tsv(live / "plots" / "metrics" / f"{key}.tsv"))
+
+
 def draw(runs: dict[str, Path], out: Path) -> None:
+    """One figure, a panel per curve, a line per run. A run with no curve at all is an
+    error naming it (a wrong path would otherwise leave its line silently missing)."""
+    runs = {name: source(path) for name, path in runs.items()}
+    for name, live in runs.items():
+        if not any(curve(live, key) is not None for key, _ in PANELS):
+            raise click.ClickException(
+                f"--run {name}={live}: no curve there (expected a dvclive folder with "
+                "plots/metrics/heldout/*.tsv or probe/*.tsv, or a probes.json)")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -58,8 +79,7 @@ def draw(runs: dict[str, Path], out: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), constrained_layout=True)
     for ax, (key, title) in zip(axes.flat, PANELS):
         for name, live in runs.items():
-            xy = (read_probes(live, key) if live.suffix == ".json"
-                  else read_tsv(live / "plots" / "metrics" / f"{key}.tsv"))
+            xy = curve(live, key)
             if xy is not None:
                 ax.plot(*xy, marker="o", ms=3, label=name)
         ref, ref_label = (1.0, "chance") if key.startswith("heldout") else (0.5, "chance")
@@ -76,7 +96,7 @@ def draw(runs: dict[str, Path], out: Path) -> None:
 
 
 @click.command(help=__doc__.split("\n\n")[0])
-@click.option("--run", "runs", multiple=True, required=True, help="name=dvclive folder, or name=probes.json")
+@click.option("--run", "runs", multiple=True, required=True, help="name=dvclive folder, or name=probes.json (or a folder holding one)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def main(runs, out):
     draw({r.split("=", 1)[0]: Path(r.split("=", 1)[1]) for r in runs}, Path(out))
