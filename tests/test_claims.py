@@ -22,6 +22,16 @@ def _cells(rng, n=200):
     return labels, quality, good, bad
 
 
+def _better_on_lq(rng, n=300):
+    """(CoMCL runs, baseline runs): CoMCL = the baseline on high-quality images, far better
+    on low-quality ones."""
+    labels, quality, good, bad = _cells(rng, n)
+    lq = quality == "low"
+    comcl = [_run(f"c{k}", labels, np.where(lq, g.preds[:, 0], b.preds[:, 0]), quality)
+             for k, (g, b) in enumerate(zip(good, bad))]
+    return comcl, bad
+
+
 def test_a_better_cell_is_decided_for_a_worse_one_against_and_a_cell_with_itself_undecided():
     rng = np.random.default_rng(0)
     _, _, good, bad = _cells(rng)
@@ -44,11 +54,7 @@ def test_a_better_cell_is_decided_for_a_worse_one_against_and_a_cell_with_itself
 
 def test_the_low_quality_claim_compares_the_gain_on_lq_with_the_gain_on_hq():
     rng = np.random.default_rng(1)
-    labels, quality, good, bad = _cells(rng, 300)
-    lq = quality == "low"
-    # CoMCL = the baseline on high-quality images, far better on low-quality ones
-    comcl = [_run(f"c{k}", labels, np.where(lq, g.preds[:, 0], b.preds[:, 0]), quality)
-             for k, (g, b) in enumerate(zip(good, bad))]
+    comcl, bad = _better_on_lq(rng)
     def lq_claim(recs):
         return next(r for r in recs if r["claim"].startswith("CoMCL's gain"))
     rec = lq_claim(claims.decide({"t1-native-comcl": comcl, "t1-native-baseline": bad}, n_boot=300))
@@ -103,10 +109,7 @@ def test_robustness_claim_pairs_the_same_images_across_ratios():
 
 def test_ablation_claims_at_a_ratio_are_listed_only_where_they_ran():
     rng = np.random.default_rng(4)
-    labels, quality, good, bad = _cells(rng, 300)
-    lq = quality == "low"
-    comcl = [_run(f"c{k}", labels, np.where(lq, g.preds[:, 0], b.preds[:, 0]), quality)
-             for k, (g, b) in enumerate(zip(good, bad))]
+    comcl, bad = _better_on_lq(rng)
     cells = {"t1-70-comcl": comcl, "t2-70-no-spl": bad, "t1-70-baseline": bad}
     recs = {r["claim"]: r for r in claims.decide(cells, n_boot=300)}
     rec = recs["CoMCL > CoMCL w/o SPL at 70% low quality"]
