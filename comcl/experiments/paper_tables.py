@@ -99,10 +99,8 @@ def ratio_ablation_cells() -> dict[str, dict[str, str]]:
         if rname == "native":
             continue
         for cell in ("t2-no-spl", "t2-no-multilevel", "t3-v1", "t3-v2"):
-            table, rest = cell.split("-", 1)
-            exps[f"{table}-{rname}-{rest}"] = {**native[cell], "degrade.target_ratio": ratio}
+            exps[at_ratio(cell, rname)] = {**native[cell], "degrade.target_ratio": ratio}
     return exps
-
 
 
 # Paper numbers on EyeQ (kappa, accuracy).
