@@ -258,13 +258,14 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
             lines.append(f"| {label} | {shown} | {_cell(r, 'overall', 'kappa')} | "
                          f"{_cell(r, 'overall', 'accuracy')} | {_cell(r, 'low_quality', 'kappa')} "
                          f"| {paper[0]:.3f} | {paper[1]:.3f} |")
+    ablations = set(ratio_ablation_cells())   # the cells that exist only at a degraded ratio
     tables = [("Table 2: ablations (native ratio)", TABLE2),
               ("Table 3: level subsets (native ratio)", TABLE3)]
     for rname in RATIOS:   # the ablations at a degraded ratio, where one of them ran
         for title, rows in (("Table 2: ablations", TABLE2), ("Table 3: level subsets", TABLE3)):
             moved = [(label, at_ratio(exp, rname), paper) for label, exp, paper in rows]
             if rname != "native" and any(results.get(exp) for _, exp, _ in moved
-                                         if exp in ratio_ablation_cells()):
+                                         if exp in ablations):
                 tables.append((f"{title} ({rname}% low quality; paper: native)", moved))
     for title, rows in tables:
         lines += ["", f"## {title}", "",
@@ -281,7 +282,7 @@ def render(results: dict[str, dict], probes: dict[str, dict] | None = None,
         rows = [(label, at_ratio(exp, rname)) for label, exp, _ in TABLE2]
         if not any(linear.get(exp) for _, exp in rows) or (
                 rname != "native" and not any(linear.get(exp) for _, exp in rows
-                                              if exp in ratio_ablation_cells())):
+                                              if exp in ablations)):
             continue
         where = "" if rname == "native" else f", {rname}% low quality"
         lines += ["", f"## Table 2, linear probe (frozen encoder + logistic regression{where})",
