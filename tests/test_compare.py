@@ -141,3 +141,20 @@ def test_with_several_seeds_the_runs_are_permuted_and_seeds_resampled():
     ref = [run("ref", y, np.where(rng.random(80) < 0.6, y, rng.integers(0, 5, 80)))]
     both = cmp.paired_bootstrap(noisy, ref, np.arange(80), 300, np.random.default_rng(0))
     assert np.ptp(np.percentile(both["accuracy"], [2.5, 97.5])) > 0.2
+
+
+def test_the_report_says_what_each_interval_is_over():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 5, 40)
+    q = ["high"] * 20 + ["low"] * 20
+    one = [run("a", y, rng.integers(0, 5, 40), q)]
+    two = [run(f"b{i}", y, rng.integers(0, 5, 40), q) for i in range(2)]
+    report = cmp.compare({"ref": one, "one": one, "two": two}, n_boot=50, n_perm=50)
+    got = report["parts"]["overall"]["vs_reference"]
+    assert got["one"]["kappa"]["interval_over"] == "images only"
+    assert got["two"]["kappa"]["interval_over"] == "images and the seeds of one side"
+    assert cmp.interval_over(two, two) == "images and seeds"
+    text = cmp.markdown(report)
+    assert "¹ One seed a side" in text and "² One side has one seed" in text
+    both = cmp.markdown(cmp.compare({"ref": two, "again": two}, n_boot=50, n_perm=50))
+    assert "¹" not in both and "²" not in both

@@ -16,6 +16,11 @@ overall and on the high- and low-quality images:
   sides) and, where a configuration has several seeds, its seeds too, so that the
   interval holds the seed-to-seed variation (``paired_bootstrap``);
 - each configuration's mean and standard deviation over its seeds;
+- what that interval is over (``interval_over``): ``images and seeds`` where both sides
+  have several seeds, ``images and the seeds of one side`` where one has, ``images only``
+  with one seed a side. An interval over images only says nothing of seed-to-seed
+  variation: a run compared with itself under another seed can exclude 0 (on the bench
+  profile 2 of 3 such pairs did, docs/results_zen4.md, section B);
 - a permutation p-value (``paired_permutation``): with several seeds a side, over the
   splits of the pooled runs (exact; 3 + 3 seeds give at best p = 0.1); with one seed a
   side, over per-image swaps of the two runs' predictions, which says nothing about
@@ -208,6 +213,12 @@ def _image_permutation(ra: Run, rb: Run, rows, n_perm, rng, observed) -> dict:
     return {m: hits[m] / total for m in METRICS}
 
 
+def interval_over(a: list, b: list) -> str:
+    """What the paired bootstrap resamples for sides with these many seeds."""
+    several = (len(a) > 1) + (len(b) > 1)
+    return ("images only", "images and the seeds of one side", "images and seeds")[several]
+
+
 def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 2000,
             seed: int = 0) -> dict:
     """Each configuration against the first one, per part and metric."""
@@ -237,7 +248,7 @@ def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 200
             entry["vs_reference"][name] = {m: {
                 "delta": round(obs_a[m] - obs_b[m], 4),
                 "ci95": [round(float(x), 4) for x in np.percentile(boot[m], [2.5, 97.5])],
-                "p_permutation": round(perm[m], 4)}
+                "p_permutation": round(perm[m], 4), "interval_over": interval_over(a, b)}
                 for m in METRICS}
         report["parts"][part] = entry
     return report
@@ -248,6 +259,7 @@ def markdown(report: dict) -> str:
     lines = [f"Paired against `{ref}` on {report['images']} test images.", "",
              "| part | metric | config | mean ± sd (seeds) | Δ vs reference [95% CI] | p |",
              "| --- | --- | --- | --- | --- | --- |"]
+    marks = {"images only": " ¹", "images and the seeds of one side": " ²"}
     for part, entry in report["parts"].items():
         for m in METRICS:
             for name, vals in entry["configs"].items():
@@ -255,10 +267,18 @@ def markdown(report: dict) -> str:
                 sd = f" ± {v['sd']:.3f}" if v["sd"] is not None else ""
                 d = entry["vs_reference"].get(name, {}).get(m)
                 delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                         if d else "—")
+                         f"{marks.get(d.get('interval_over'), '')}" if d else "—")
                 p = f"{d['p_permutation']:.3f}" if d and d["p_permutation"] is not None else "—"
                 lines.append(f"| {part} ({entry['images']}) | {m} | {name} | "
                              f"{v['mean']:.3f}{sd} ({v['seeds']}) | {delta} | {p} |")
+    used = {d["interval_over"] for e in report["parts"].values()
+            for per in e["vs_reference"].values() for d in per.values()}
+    notes = {"images only": "¹ One seed a side: the interval is over test images only and "
+             "holds no seed-to-seed variation; the p-value swaps the two runs' predictions "
+             "per image.",
+             "images and the seeds of one side": "² One side has one seed: the interval "
+             "holds the other side's seed-to-seed variation, not this one's."}
+    lines += [""] + [notes[k] for k in notes if k in used] if used & set(notes) else []
     return "\n".join(lines) + "\n"
 
 
