@@ -213,6 +213,16 @@ def _image_permutation(ra: Run, rb: Run, rows, n_perm, rng, observed) -> dict:
     return {m: hits[m] / total for m in METRICS}
 
 
+# interval_over -> (mark after the interval, footnote) where it does not hold both sides' seeds
+PARTIAL_INTERVALS = {
+    "images only": ("¹", "¹ One seed a side: the interval is over test images only and holds "
+                    "no seed-to-seed variation; the p-value swaps the two runs' predictions "
+                    "per image."),
+    "images and the seeds of one side": ("²", "² One side has one seed: the interval holds "
+                                         "the other side's seed-to-seed variation, not this "
+                                         "one's.")}
+
+
 def interval_over(a: list, b: list) -> str:
     """What the paired bootstrap resamples for sides with these many seeds."""
     several = (len(a) > 1) + (len(b) > 1)
@@ -259,26 +269,25 @@ def markdown(report: dict) -> str:
     lines = [f"Paired against `{ref}` on {report['images']} test images.", "",
              "| part | metric | config | mean ± sd (seeds) | Δ vs reference [95% CI] | p |",
              "| --- | --- | --- | --- | --- | --- |"]
-    marks = {"images only": " ¹", "images and the seeds of one side": " ²"}
+    used = set()
     for part, entry in report["parts"].items():
         for m in METRICS:
             for name, vals in entry["configs"].items():
                 v = vals[m]
                 sd = f" ± {v['sd']:.3f}" if v["sd"] is not None else ""
                 d = entry["vs_reference"].get(name, {}).get(m)
-                delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                         f"{marks.get(d.get('interval_over'), '')}" if d else "—")
+                delta = "—"
+                if d:
+                    used.add(d["interval_over"])
+                    mark = PARTIAL_INTERVALS.get(d["interval_over"], ("",))[0]
+                    delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                             f"{' ' + mark if mark else ''}")
                 p = f"{d['p_permutation']:.3f}" if d and d["p_permutation"] is not None else "—"
                 lines.append(f"| {part} ({entry['images']}) | {m} | {name} | "
                              f"{v['mean']:.3f}{sd} ({v['seeds']}) | {delta} | {p} |")
-    used = {d["interval_over"] for e in report["parts"].values()
-            for per in e["vs_reference"].values() for d in per.values()}
-    notes = {"images only": "¹ One seed a side: the interval is over test images only and "
-             "holds no seed-to-seed variation; the p-value swaps the two runs' predictions "
-             "per image.",
-             "images and the seeds of one side": "² One side has one seed: the interval "
-             "holds the other side's seed-to-seed variation, not this one's."}
-    lines += [""] + [notes[k] for k in notes if k in used] if used & set(notes) else []
+    notes = [note for kind, (_, note) in PARTIAL_INTERVALS.items() if kind in used]
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
