@@ -127,3 +127,26 @@ def test_ablation_claims_at_a_ratio_are_listed_only_where_they_ran():
     assert gain["parts"]["low_quality - high_quality"]["delta"] > 0.3
     assert claims.at_ratio("t1-native-basiccl", "100") == "t1-100-basiccl"
     assert claims.at_ratio("t3-v1", "native") == "t3-v1"
+
+
+def test_the_claims_table_marks_intervals_that_hold_no_seed_variation():
+    rng = np.random.default_rng(6)
+    labels, quality, good, bad = _cells(rng)
+    cells = {"t1-native-comcl": good, "t1-native-baseline": bad[:1],   # 3 seeds vs 1
+             "t1-native-basiccl": bad[1:2], "t1-70-comcl": good[:1], "t1-70-baseline": bad[:1]}
+    recs = {r["claim"]: r for r in claims.decide(cells, n_boot=100)}
+    assert recs["CoMCL > baseline (no pretraining)"]["interval_over"] == \
+        "images and the seeds of one side"
+    assert recs["CoMCL > baseline at 70% low quality"]["interval_over"] == "images only"
+    robust = recs["CoMCL loses less than the baseline at 70% low quality (vs native)"]
+    assert robust["seeds"] == [1, 1, 3, 1]
+    assert robust["interval_over"] == "images and the seeds of some cells"
+    table = claims.markdown(list(recs.values()))
+    row = next(line for line in table.splitlines() if line.startswith("| CoMCL > baseline at 70%"))
+    assert row.count(" ¹") == 3                       # overall, high and low quality
+    assert "(1 vs 1; native 3 vs 1)" in table
+    for note in ("¹ One seed a side", "² One side has one seed", "³ Some of the four cells"):
+        assert note in table
+    full = {"t1-native-comcl": good, "t1-native-baseline": bad}
+    plain = claims.markdown(claims.decide(full, n_boot=100))
+    assert not any(m in plain for m in "¹²³")

@@ -19,7 +19,8 @@ import numpy as np
 
 from comcl.common.errors import DataError
 from comcl.experiments.compare import (PARTS, Run, bootstrap_draw, config_metric,
-                                      check_same_test_set, paired_bootstrap)
+                                      check_same_test_set, interval_mark, interval_notes,
+                                      interval_over, paired_bootstrap)
 
 METRIC = "kappa"
 
@@ -94,7 +95,7 @@ def decide(cells: dict[str, list[Run]], n_boot: int = 2000, seed: int = 0) -> li
         a, b = cells[better], cells[worse]
         check_same_test_set(a + b)
         rec = {"claim": claim, "better": better, "worse": worse,
-               "seeds": [len(a), len(b)], "parts": {}}
+               "seeds": [len(a), len(b)], "interval_over": interval_over(a, b), "parts": {}}
         for part in PARTS:
             rows = _rows(a, part)
             if not len(rows):
@@ -133,7 +134,7 @@ def _robustness_claim(cells: dict[str, list[Run]], claim: tuple, n_boot: int,
         boot[i] = lead(*bootstrap_draw(rng, n, sides))
     lo, hi = _interval(boot)
     delta = round(lead(ones, [None] * 4), 4)
-    return {**rec, "seeds": [len(sides[0]), len(sides[1])],
+    return {**rec, "seeds": [len(side) for side in sides], "interval_over": interval_over(*sides),
             "parts": {"ratio lead - native lead": {"delta": delta, "ci95": [lo, hi]}},
             "verdict": verdict(lo, hi)}
 
@@ -165,22 +166,33 @@ def _lq_claim(cells: dict[str, list[Run]], which: tuple, n_boot: int, seed: int)
         observed[part] = _gain(a, b, rows)
     lo, hi = _interval(boots["low_quality"] - boots["high_quality"])
     delta = observed["low_quality"] - observed["high_quality"]
-    return {**rec, "seeds": [len(a), len(b)],
+    return {**rec, "seeds": [len(a), len(b)], "interval_over": interval_over(a, b),
             "parts": {"low_quality - high_quality": {"delta": round(delta, 4), "ci95": [lo, hi]}},
             "verdict": verdict(lo, hi)}
 
 
 def markdown(records: list[dict]) -> str:
+    """The claims as a Markdown table; an interval that does not hold every cell's seeds
+    carries a mark, explained under the table. A robustness claim lists the seeds of its
+    four cells (ratio CoMCL, ratio baseline, native CoMCL, native baseline)."""
     lines = ["| claim | cells (seeds) | Δ kappa overall [95% CI] | high quality | low quality "
              "| verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    used = set()
     for r in records:
         parts = r.get("parts", {})
+        mark = interval_mark(r.get("interval_over", ""))
+        if parts and mark:
+            used.add(r["interval_over"])
 
         def cell(part):
             p = parts.get(part)
-            return f"{p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p else "—"
-        seeds = f" ({r['seeds'][0]} vs {r['seeds'][1]})" if "seeds" in r else ""
+            return (f"{p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+                    f"{' ' + mark if mark else ''}") if p else "—"
+        seeds = r.get("seeds", [])
+        seeds = (f" ({seeds[0]} vs {seeds[1]}; native {seeds[2]} vs {seeds[3]})"
+                 if len(seeds) == 4 else f" ({seeds[0]} vs {seeds[1]})" if seeds else "")
         overall = cell("overall") if "overall" in parts else cell(next(iter(parts), ""))
         lines.append(f"| {r['claim']} | {r['better']} vs {r['worse']}{seeds} | {overall} | "
                      f"{cell('high_quality')} | {cell('low_quality')} | **{r['verdict']}** |")
-    return "\n".join(lines) + "\n"
+    notes = interval_notes(used)
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

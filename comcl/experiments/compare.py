@@ -220,13 +220,31 @@ PARTIAL_INTERVALS = {
                     "per image."),
     "images and the seeds of one side": ("²", "² One side has one seed: the interval holds "
                                          "the other side's seed-to-seed variation, not this "
-                                         "one's.")}
+                                         "one's."),
+    "images and the seeds of some cells": ("³", "³ Some of the four cells have one seed: the "
+                                           "interval holds the seed-to-seed variation of the "
+                                           "cells with several, not of the others.")}
 
 
-def interval_over(a: list, b: list) -> str:
-    """What the paired bootstrap resamples for sides with these many seeds."""
-    several = (len(a) > 1) + (len(b) > 1)
-    return ("images only", "images and the seeds of one side", "images and seeds")[several]
+def interval_over(*sides: list) -> str:
+    """What the paired bootstrap resamples for sides (lists of runs) with these many seeds."""
+    several = sum(len(side) > 1 for side in sides)
+    if several == 0:
+        return "images only"
+    if several == len(sides):
+        return "images and seeds"
+    return "images and the seeds of one side" if len(sides) == 2 else \
+        "images and the seeds of some cells"
+
+
+def interval_mark(over: str) -> str:
+    """The footnote mark for an interval over ``over`` ('' where it holds every seed)."""
+    return PARTIAL_INTERVALS.get(over, ("",))[0]
+
+
+def interval_notes(used: set) -> list[str]:
+    """The footnotes of the partial intervals in ``used``, in a fixed order."""
+    return [note for kind, (_, note) in PARTIAL_INTERVALS.items() if kind in used]
 
 
 def compare(configs: dict[str, list[Run]], n_boot: int = 2000, n_perm: int = 2000,
@@ -279,13 +297,13 @@ def markdown(report: dict) -> str:
                 delta = "—"
                 if d:
                     used.add(d["interval_over"])
-                    mark = PARTIAL_INTERVALS.get(d["interval_over"], ("",))[0]
+                    mark = interval_mark(d["interval_over"])
                     delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
                              f"{' ' + mark if mark else ''}")
                 p = f"{d['p_permutation']:.3f}" if d and d["p_permutation"] is not None else "—"
                 lines.append(f"| {part} ({entry['images']}) | {m} | {name} | "
                              f"{v['mean']:.3f}{sd} ({v['seeds']}) | {delta} | {p} |")
-    notes = [note for kind, (_, note) in PARTIAL_INTERVALS.items() if kind in used]
+    notes = interval_notes(used)
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"

@@ -451,8 +451,8 @@ def render_cmd(from_json, from_dir, claims, runs, bootstrap, prefixes):
                     loaded[name] = load_run(source, file=PROTOCOLS[protocol])
                 except DataError as exc:
                     print(f"claims ({protocol}): left out {name}: {exc}", file=sys.stderr)
-            sys.stdout.write(f"\n## The paper's claims, {title} (paired, over test images "
-                             "and seeds)\n\n"
+            sys.stdout.write(f"\n## The paper's claims, {title} (paired bootstrap over test "
+                             "images and, where a cell has several, its seeds)\n\n"
                              + claims_mod.markdown(claims_mod.decide(group(loaded), bootstrap)))
 
 
