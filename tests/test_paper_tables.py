@@ -46,6 +46,8 @@ def test_queue_table2_cells_with_a_preset_sets_the_profile_first(tmp_path):
                                                for k in range(3)}
     comcl = next(li for li in lines if " t1-native-comcl-s2 " in li).split()
     assert comcl.index("synthetic.n_test=1500") < comcl.index("finetune.seed=2")
+    # every seed key, the random-init encoder of the baseline's linear probe included
+    assert {"pretrain.seed=2", "finetune.seed=2", "linear_probe.seed=2"} <= set(comcl)
     # the cell's own value comes after the profile's, so it wins in dvc exp run
     assert comcl.index("spl.enabled=false") < comcl.index("spl.enabled=true")
     low = CliRunner().invoke(paper_tables.cli, ["queue", "--dry-run", "--cells",

@@ -8,7 +8,7 @@
     python -m comcl.experiments.paper_tables render --claims --from-dir docs/grids/NAME
 
 Seeds are a grid axis: ``--seeds N`` queues each cell as ``<cell>-s0`` .. ``<cell>-s<N-1>``
-with ``pretrain.seed`` and ``finetune.seed`` set to k (the data, the detector and the
+with ``pretrain.seed``, ``finetune.seed`` and ``linear_probe.seed`` set to k (the data, the detector and the
 windows stay those of ``params.yaml``, so every seed is tested on the same images).
 ``render`` groups the runs of a cell: mean ± sd over seeds (the 95% interval of a cell
 with one run); ``--claims`` adds the paper's claims decided by paired comparisons
@@ -55,7 +55,10 @@ METHODS = {"baseline": {"pretrain.method": "none"}, "basiccl": {"pretrain.method
            "comcl": {}}
 
 
-SEED_KEYS = ("pretrain.seed", "finetune.seed")
+# linear_probe.seed draws the random-init encoder of a cell without pretraining (and the
+# probe's folds): without it the baseline's linear probe was one draw for every seed
+# (the same predictions for s0 and s1, docs/benchmark.md, "Tenth session")
+SEED_KEYS = ("pretrain.seed", "finetune.seed", "linear_probe.seed")
 SEEDED = re.compile(r"^(?P<cell>.+)-s(?P<seed>\d+)$")
 
 
