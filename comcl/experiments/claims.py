@@ -19,8 +19,8 @@ import numpy as np
 
 from comcl.common.errors import DataError
 from comcl.experiments.compare import (PARTS, Run, bootstrap_draw, config_metric,
-                                      check_same_test_set, interval_mark, interval_notes,
-                                      interval_over, paired_bootstrap)
+                                      check_same_test_set, interval_notes, interval_over,
+                                      marked_interval, paired_bootstrap)
 
 METRIC = "kappa"
 
@@ -180,14 +180,11 @@ def markdown(records: list[dict]) -> str:
     used = set()
     for r in records:
         parts = r.get("parts", {})
-        mark = interval_mark(r.get("interval_over", ""))
-        if parts and mark:
-            used.add(r["interval_over"])
 
         def cell(part):
             p = parts.get(part)
-            return (f"{p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
-                    f"{' ' + mark if mark else ''}") if p else "—"
+            return (marked_interval(p["delta"], p["ci95"], r["interval_over"], used)
+                    if p else "—")
         seeds = r.get("seeds", [])
         seeds = (f" ({seeds[0]} vs {seeds[1]}; native {seeds[2]} vs {seeds[3]})"
                  if len(seeds) == 4 else f" ({seeds[0]} vs {seeds[1]})" if seeds else "")

@@ -233,13 +233,16 @@ def interval_over(*sides: list) -> str:
         return "images only"
     if several == len(sides):
         return "images and seeds"
-    return "images and the seeds of one side" if len(sides) == 2 else \
-        "images and the seeds of some cells"
+    return ("images and the seeds of one side" if len(sides) == 2
+            else "images and the seeds of some cells")
 
 
-def interval_mark(over: str) -> str:
-    """The footnote mark for an interval over ``over`` ('' where it holds every seed)."""
-    return PARTIAL_INTERVALS.get(over, ("",))[0]
+def marked_interval(delta: float, ci95: list, over: str, used: set) -> str:
+    """``+d [lo, hi]`` with the footnote mark of an interval over ``over`` (none where it
+    holds every seed); ``over`` is recorded in ``used`` for ``interval_notes``."""
+    used.add(over)
+    mark = PARTIAL_INTERVALS.get(over, ("",))[0]
+    return f"{delta:+.3f} [{ci95[0]:+.3f}, {ci95[1]:+.3f}]{' ' + mark if mark else ''}"
 
 
 def interval_notes(used: set) -> list[str]:
@@ -294,12 +297,8 @@ def markdown(report: dict) -> str:
                 v = vals[m]
                 sd = f" ± {v['sd']:.3f}" if v["sd"] is not None else ""
                 d = entry["vs_reference"].get(name, {}).get(m)
-                delta = "—"
-                if d:
-                    used.add(d["interval_over"])
-                    mark = interval_mark(d["interval_over"])
-                    delta = (f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                             f"{' ' + mark if mark else ''}")
+                delta = (marked_interval(d["delta"], d["ci95"], d["interval_over"], used)
+                         if d else "—")
                 p = f"{d['p_permutation']:.3f}" if d and d["p_permutation"] is not None else "—"
                 lines.append(f"| {part} ({entry['images']}) | {m} | {name} | "
                              f"{v['mean']:.3f}{sd} ({v['seeds']}) | {delta} | {p} |")

@@ -8,8 +8,9 @@
     python -m comcl.experiments.paper_tables render --claims --from-dir docs/grids/NAME
 
 Seeds are a grid axis: ``--seeds N`` queues each cell as ``<cell>-s0`` .. ``<cell>-s<N-1>``
-with ``pretrain.seed``, ``finetune.seed`` and ``linear_probe.seed`` set to k (the data, the detector and the
-windows stay those of ``params.yaml``, so every seed is tested on the same images).
+with ``pretrain.seed``, ``finetune.seed`` and ``linear_probe.seed`` set to k (the data,
+the detector and the windows stay those of ``params.yaml``, so every seed is tested on the
+same images).
 ``render`` groups the runs of a cell: mean ± sd over seeds (the 95% interval of a cell
 with one run); ``--claims`` adds the paper's claims decided by paired comparisons
 (``comcl.experiments.claims``) from each experiment's ``metrics/predictions.parquet``.
